@@ -1,0 +1,3 @@
+"""hearth: a self-hosted AI assistant."""
+
+__version__ = "0.1.0"

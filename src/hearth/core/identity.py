@@ -1,0 +1,103 @@
+"""Who is calling: API keys to ``Actor``s, and the creation of users and keys.
+
+A key check costs an argon2 verification (tens of milliseconds, on a worker thread), so successful
+checks are cached for ``cache_seconds`` by a keyed fingerprint of the token: a revoked key stops
+working within that time. Failed checks are not cached as successes and cost the caller the full
+verification, which is what makes guessing expensive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from hearth.errors import InvalidRequest, Unauthenticated
+from hearth.security.apikeys import ApiKeyHasher, fingerprint, parse_prefix
+from hearth.store.records import UserRecord
+from hearth.types import Actor
+
+from .permissions import ROLES
+from .ports import UserStore
+
+CACHE_SIZE = 10_000
+TOUCH_EVERY = 60.0
+
+
+def actor_for(user: UserRecord, *, channel: str = "", identity: str = "") -> Actor:
+    return Actor(user.id, user.name, frozenset({user.role}), channel=channel, identity=identity,
+                 timezone=user.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedUser:
+    user: UserRecord
+    api_key: str
+
+
+class Authenticator:
+    def __init__(self, users: UserStore, hasher: ApiKeyHasher, *, cache_seconds: float = 60.0) -> None:
+        self._users = users
+        self._hasher = hasher
+        self._cache_seconds = cache_seconds
+        self._cache: OrderedDict[str, tuple[Actor, int, float]] = OrderedDict()
+        self._touched: dict[int, float] = {}
+
+    async def authenticate(self, token: str | None, *, channel: str = "") -> Actor:
+        """The actor a key belongs to; ``Unauthenticated`` for a missing, malformed, wrong or revoked key."""
+        if not token:
+            raise Unauthenticated("no API key given")
+        now = time.monotonic()
+        key = fingerprint(token)
+        cached = self._cache.get(key)
+        if cached is not None and cached[2] > now:
+            self._cache.move_to_end(key)
+            actor, key_id, _ = cached
+            await self._touch(key_id, now)
+            return actor if actor.channel == channel else _with_channel(actor, channel)
+        prefix = parse_prefix(token)
+        if prefix is None:
+            raise Unauthenticated("malformed API key")
+        found = await self._users.find_api_key(prefix)
+        if found is None:
+            raise Unauthenticated("unknown or revoked API key")
+        record, user = found
+        if not await asyncio.to_thread(self._hasher.verify, record.secret_hash, token):
+            raise Unauthenticated("wrong API key")
+        actor = actor_for(user, channel=channel)
+        self._cache[key] = (actor, record.id, now + self._cache_seconds)
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        await self._touch(record.id, now)
+        return actor
+
+    def forget(self) -> None:
+        """Drop every cached verification (after a revocation or a role change)."""
+        self._cache.clear()
+
+    async def _touch(self, key_id: int, now: float) -> None:
+        if now - self._touched.get(key_id, -TOUCH_EVERY) >= TOUCH_EVERY:
+            self._touched[key_id] = now
+            await self._users.touch_api_key(key_id)
+
+    async def create_user(self, name: str, role: str = "user", *, label: str = "") -> CreatedUser:
+        """Create a user with a first API key; the key is returned once and only its hash is kept."""
+        name = name.strip()
+        if not name or len(name) > 64 or not all(c.isalnum() or c in "._-@" for c in name):
+            raise InvalidRequest("a user name is 1-64 letters, digits or . _ - @", code="bad_name")
+        if role not in ROLES:
+            raise InvalidRequest(f"unknown role {role!r}; roles are {', '.join(ROLES)}", code="bad_role")
+        user = await self._users.create_user(name, role)
+        token = await self.add_key(user.id, label=label or "created with the user")
+        return CreatedUser(user, token)
+
+    async def add_key(self, user_id: int, *, label: str = "") -> str:
+        new = await asyncio.to_thread(self._hasher.new_key)
+        await self._users.add_api_key(user_id, new.prefix, new.secret_hash, label)
+        return new.token
+
+
+def _with_channel(actor: Actor, channel: str) -> Actor:
+    return Actor(actor.user_id, actor.name, actor.roles, channel=channel, identity=actor.identity,
+                 timezone=actor.timezone)

@@ -1,0 +1,83 @@
+"""What the control plane needs from the parts below it, as protocols.
+
+The composition root (``hearth.runtime``) passes concrete objects (``hearth.store`` repositories,
+``hearth.models`` providers, the skills registry); core only knows these shapes, so each can be
+replaced (PostgreSQL for SQLite, Redis locks for asyncio ones) without touching the agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from hearth.store.records import (
+    Accepted,
+    ApiKeyRecord,
+    ConversationRecord,
+    MessageRecord,
+    NewMessage,
+    UserRecord,
+)
+from hearth.types import Actor, ChatChunk, ChatRequest, Event, SkillCall, SkillResult, ToolSpec
+
+
+class UserStore(Protocol):
+    async def create_user(self, name: str, role: str = "user", timezone: str | None = None) -> UserRecord: ...
+    async def get_user(self, user_id: int) -> UserRecord | None: ...
+    async def get_user_by_name(self, name: str) -> UserRecord | None: ...
+    async def list_users(self) -> list[UserRecord]: ...
+    async def count_users(self) -> int: ...
+    async def add_api_key(self, user_id: int, prefix: str, secret_hash: str, label: str = "") -> ApiKeyRecord: ...
+    async def find_api_key(self, prefix: str) -> tuple[ApiKeyRecord, UserRecord] | None: ...
+    async def touch_api_key(self, key_id: int) -> None: ...
+
+
+class ConversationStore(Protocol):
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
+    async def list_conversations(self, user_id: int, limit: int = 50) -> list[ConversationRecord]: ...
+    async def accept_message(
+        self, *, conversation_id: str | None, user_id: int, channel: str, external_ref: str | None,
+        dedup_key: str, text: str, meta: Mapping[str, Any] | None = None,
+    ) -> Accepted: ...
+    async def get_message(self, message_id: int) -> MessageRecord | None: ...
+    async def reply_for(self, user_message_id: int) -> MessageRecord | None: ...
+    async def history(
+        self, conversation_id: str, *, after_id: int | None = None, before_id: int | None = None,
+        limit: int = 200,
+    ) -> list[MessageRecord]: ...
+    async def complete_turn(self, user_message_id: int, produced: Sequence[NewMessage]) -> list[MessageRecord]: ...
+    async def fail_turn(self, user_message_id: int, code: str, message: str) -> None: ...
+    async def start_attempt(self, user_message_id: int) -> int: ...
+    async def pending_turns(self) -> list[MessageRecord]: ...
+    async def set_summary(self, conversation_id: str, summary: str, upto_id: int) -> None: ...
+    async def purge_before(self, cutoff: datetime) -> int: ...
+
+
+class ChatModel(Protocol):
+    """What the agent and memory need from the router."""
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]: ...
+
+
+class ToolRegistry(Protocol):
+    """Tools the model may call: skills' intents and MCP tools (filled by the skills layer)."""
+
+    def tools_for(self, actor: Actor) -> Sequence[ToolSpec]:
+        """The tools ``actor`` may use, as offered to the model."""
+        ...
+
+    async def call(self, call: SkillCall) -> SkillResult:
+        """Run a tool; failures come back as a result with ``is_error``, never as an exception."""
+        ...
+
+
+class LockProvider(Protocol):
+    """Serialises work per key (a conversation): asyncio locks on one node, Redis locks in a cluster."""
+
+    def lock(self, key: str) -> AbstractAsyncContextManager[None]: ...
+
+
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...

@@ -1,0 +1,5 @@
+"""The WebSocket channel: hearth's own streaming protocol on ``/ws`` (see ``protocol``)."""
+
+from .channel import WebSocketChannel
+
+__all__ = ["WebSocketChannel"]

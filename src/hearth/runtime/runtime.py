@@ -1,0 +1,248 @@
+"""The composition root: the only place that knows the concrete classes and wires them together.
+
+``Runtime.create(settings)`` opens the database (migrating it), builds the model router from the
+configured endpoints, the memory, agent, inbox and authenticator, and subscribes metrics and the audit
+log to the event bus. ``start`` does the start-up work (first admin, recovery of interrupted turns, a
+model check that says clearly when no model is reachable, housekeeping), and ``serve`` runs the HTTP
+server until asked to stop, then shuts down in order: stop accepting, let running turns finish (or
+leave them pending for the next start), close connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from hearth.core.agent import Agent, NoTools
+from hearth.core.bus import EventBus
+from hearth.core.identity import Authenticator
+from hearth.core.inbox import Inbox
+from hearth.core.locks import LocalLocks
+from hearth.core.memory import Memory
+from hearth.core.permissions import Policy
+from hearth.core.ports import ToolRegistry
+from hearth.core.router import ModelRouter
+from hearth.errors import ConfigError, HearthError
+from hearth.gateway.openai_api import OpenAIChannel
+from hearth.gateway.websocket import WebSocketChannel
+from hearth.models import make_provider
+from hearth.ops.audit import AuditLog
+from hearth.ops.metrics import CONTENT_TYPE, Metrics
+from hearth.security.apikeys import ApiKeyHasher
+from hearth.settings import Settings, config_error
+from hearth.store import ConversationRepository, Database, PlainTextCodec, UserRepository, migrate
+from hearth.types import Event, utcnow
+from hearth.web.admin import AdminApi
+from hearth.web.app import WebParts, build_app
+from hearth.web.health import CheckResult, Readiness
+
+from .server import Listeners, bind, run_server, server_config
+
+_log = logging.getLogger("hearth.runtime")
+
+ADMIN_KEY_FILE = "admin.key"
+RETENTION_EVERY = 3600.0
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment and ``.env``; a bad value becomes one ``ConfigError`` naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise config_error(exc) from None
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    users: UserRepository
+    conversations: ConversationRepository
+    bus: EventBus
+    metrics: Metrics
+    router: ModelRouter
+    policy: Policy
+    auth: Authenticator
+    memory: Memory
+    agent: Agent
+    inbox: Inbox
+    readiness: Readiness
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def create(cls, settings: Settings, *, tools: ToolRegistry | None = None) -> Runtime:
+        data_dir = settings.hearth_data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError("HEARTH_DATA_DIR", f"cannot create {data_dir}: {exc.strerror}") from exc
+        db = Database(settings.database_url)
+        try:
+            await migrate.upgrade(db)
+        except BaseException:
+            await db.aclose()
+            raise
+        users = UserRepository(db)
+        conversations = ConversationRepository(db, PlainTextCodec())
+        bus = EventBus()
+        metrics = Metrics()
+        bus.subscribe(metrics.on_event)
+        bus.subscribe(AuditLog().on_event)
+        router_settings = settings.router
+        providers = [make_provider(ep, connect_timeout=router_settings.connect_timeout,
+                                   context_tokens=settings.ai_model_context_tokens)
+                     for ep in router_settings.endpoints]
+        router = ModelRouter(providers, router_settings, bus)
+        policy = Policy()
+        auth = Authenticator(users, ApiKeyHasher())
+        memory = Memory(conversations, router, settings.memory, bus)
+        agent = Agent(router, memory, tools or NoTools(), policy, bus, settings.agent,
+                      reply_tokens=settings.ai_model_reply_tokens)
+        inbox = Inbox(conversations, users, agent, LocalLocks(), bus, settings.agent)
+        readiness = Readiness({"database": _database_check(db), "model": _model_check(router)})
+        return cls(settings, db, users, conversations, bus, metrics, router, policy, auth, memory, agent, inbox,
+                   readiness)
+
+    # --- start-up ---------------------------------------------------------------------------------------
+
+    async def start(self, *, serving: bool = True) -> None:
+        """Start-up work. ``serving=False`` (an in-process ``hearth chat``) leaves recovery and
+        housekeeping to the server that may be running on the same database."""
+        await self._first_admin()
+        if serving:
+            restarted = await self.inbox.recover()
+            if restarted:
+                _log.warning("re-running %d turn(s) interrupted by the last shutdown", restarted)
+            self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
+        await self._say_model_status()
+
+    async def _first_admin(self) -> None:
+        if await self.users.count_users():
+            return
+        created = await self.auth.create_user("admin", "admin", label="first admin, created at start-up")
+        path = self.settings.hearth_data_dir / ADMIN_KEY_FILE
+        _write_secret(path, created.api_key + "\n")
+        self.bus.emit(Event("admin.user_created", None, {"user": "admin", "role": "admin", "by": "start-up"}))
+        _log.warning("created the first user 'admin'; its API key is in %s (read it, then delete the file)",
+                     path)
+
+    async def _say_model_status(self) -> None:
+        for name, result in await self.router.probe():
+            if result.ok:
+                _log.info("model endpoint %s is ready (%s)", name, result.detail)
+            else:
+                _log.warning("model endpoint %s is not usable: %s. hearth keeps running and tells users "
+                             "that no model is available until one answers.", name, result.detail)
+
+    async def _retention_loop(self) -> None:
+        days = self.settings.message_retention_days
+        if days <= 0:
+            return
+        while True:
+            try:
+                deleted = await self.conversations.purge_before(utcnow() - timedelta(days=days))
+                if deleted:
+                    _log.info("retention: deleted %d message(s) older than %d day(s)", deleted, days)
+                    self.bus.emit(Event("retention.purged", None, {"messages": deleted, "days": days}))
+            except HearthError as exc:
+                _log.warning("retention purge failed: %s", exc)
+            await asyncio.sleep(RETENTION_EVERY)
+
+    # --- serving ------------------------------------------------------------------------------------------
+
+    def web_app(self, listeners: Listeners) -> Any:
+        server = self.settings.server
+        websocket = WebSocketChannel(self.inbox, self.auth, max_message_bytes=server.ws_max_message_bytes,
+                                     events=self.bus)
+        openai = OpenAIChannel(self.inbox, self.auth)
+        admin = AdminApi(self.auth, self.users, self.bus, self.status, self.metrics.render, CONTENT_TYPE)
+        parts = WebParts(readiness=self.readiness, websocket=websocket, public_routes=openai.routes(), admin=admin,
+                         policy=self.policy, admin_token=server.admin_token,
+                         admin_allow_ips=server.admin_allow_ips)
+        return build_app(parts, listeners.roles)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "database": self.db.dialect,
+            "turns_running": self.inbox.running,
+            "endpoints": [{"name": s.name, "breaker": s.breaker, "in_flight": s.in_flight, "waiting": s.waiting}
+                          for s in self.router.status()],
+        }
+
+    async def serve(
+        self,
+        *,
+        listeners: Listeners | None = None,
+        stop: asyncio.Event | None = None,
+        on_ready: Callable[[Listeners], Awaitable[None] | None] | None = None,
+    ) -> None:
+        """Serve until ``stop`` is set; binds the configured ports unless ``listeners`` are given."""
+        server = self.settings.server
+        listeners = listeners or bind(server)
+        stop = stop or asyncio.Event()
+        config = server_config(server, listeners)
+        app = self.web_app(listeners)
+        scheme = "https" if server.tls_cert else "http"
+        _log.info("hearth listening: %s://%s:%d (API, /ws), ws port %d, admin port %d%s", scheme, server.host,
+                  listeners.ports["http"], listeners.ports["ws"], listeners.ports["admin"],
+                  "" if server.admin_token else " (management API closed: ADMIN_TOKEN unset)")
+        if on_ready is not None:
+            result = on_ready(listeners)
+            if asyncio.iscoroutine(result):
+                await result
+
+        async def shutdown_trigger() -> None:
+            await stop.wait()
+            _log.info("shutting down: finishing running turns")
+            await self.inbox.close(grace=8.0)
+
+        try:
+            await run_server(app, config, shutdown_trigger)
+        finally:
+            listeners.close()
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.inbox.close(grace=2.0)
+        await self.router.aclose()
+        await self.db.aclose()
+
+
+def _database_check(db: Database) -> Callable[[], Awaitable[CheckResult]]:
+    async def check() -> CheckResult:
+        try:
+            await db.ping()
+        except HearthError as exc:
+            return CheckResult(False, str(exc))
+        return CheckResult(True, db.dialect)
+
+    return check
+
+
+def _model_check(router: ModelRouter) -> Callable[[], Awaitable[CheckResult]]:
+    async def check() -> CheckResult:
+        results = await router.probe()
+        ok = [name for name, r in results if r.ok]
+        detail = "; ".join(f"{name}: {r.detail}" for name, r in results)
+        return CheckResult(bool(ok), detail)
+
+    return check
+
+
+def _write_secret(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)

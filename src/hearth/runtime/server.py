@@ -1,0 +1,118 @@
+"""Listening sockets and the HTTP server (Hypercorn): HTTP/1.1, HTTP/2 (h2 over TLS, h2c without), WebSocket.
+
+Sockets are bound here, before the server starts, so the runtime knows each port for certain (port 0
+picks a free one, which tests use) and several roles can share one port. Hypercorn is given those
+sockets through ``Config.create_sockets`` and serves the one ASGI app on all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config, Sockets
+from starlette.types import ASGIApp
+
+from hearth.settings import ServerSettings
+
+ROLE_ORDER = ("http", "ws", "admin")
+
+
+@dataclass
+class Listeners:
+    """Bound sockets and the roles each serves; ``ports['http']`` etc. give the real port numbers."""
+
+    sockets: list[socket.socket] = field(default_factory=list)
+    roles: dict[int, set[str]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
+def bind(settings: ServerSettings) -> Listeners:
+    """Bind the HTTP, WebSocket and management ports (shared when two roles name the same port)."""
+    wanted = {"http": settings.http_port, "ws": settings.ws_port, "admin": settings.admin_port}
+    listeners = Listeners()
+    by_port: dict[int, socket.socket] = {}
+    try:
+        for role in ROLE_ORDER:
+            port = wanted[role]
+            sock = by_port.get(port) if port else None
+            if sock is None:
+                sock = _listen(settings.host, port)
+                listeners.sockets.append(sock)
+                if port:
+                    by_port[port] = sock
+            real = sock.getsockname()[1]
+            listeners.ports[role] = real
+            listeners.roles.setdefault(real, set()).add(role)
+    except OSError:
+        listeners.close()
+        raise
+    return listeners
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class _HearthConfig(Config):
+    """Hypercorn's config with hearth's sockets and TLS floor."""
+
+    def __init__(self, listeners: Listeners, tls_min: str) -> None:
+        super().__init__()
+        self._listeners = listeners
+        self._tls_min = tls_min
+
+    def create_sockets(self) -> Sockets:
+        if self.ssl_enabled:
+            return Sockets(list(self._listeners.sockets), [], [])
+        return Sockets([], list(self._listeners.sockets), [])
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        context = super().create_ssl_context()
+        if context is not None and self._tls_min == "1.3":
+            context.minimum_version = ssl.TLSVersion.TLSv1_3
+        return context
+
+
+def server_config(settings: ServerSettings, listeners: Listeners) -> Config:
+    config = _HearthConfig(listeners, settings.tls_min_version)
+    if settings.tls_cert and settings.tls_key:
+        config.certfile = str(settings.tls_cert)
+        config.keyfile = str(settings.tls_key)
+    config.alpn_protocols = ["h2", "http/1.1"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # through hearth's log pipeline, once
+    config.include_server_header = False
+    config.keep_alive_timeout = 75
+    config.graceful_timeout = 10
+    # hearth answers too-large frames itself with an error frame; Hypercorn only stops absurd ones
+    config.websocket_max_message_size = max(settings.ws_max_message_bytes * 4, 1 << 20)
+    config.websocket_ping_interval = 20.0
+    config.h2_max_concurrent_streams = 256
+    return config
+
+
+async def run_server(app: ASGIApp, config: Config, shutdown: Callable[[], Awaitable[None]]) -> None:
+    await serve(app, config, shutdown_trigger=shutdown, mode="asgi")  # type: ignore[arg-type]
+
+
+def role_ports(listeners: Listeners) -> Mapping[int, set[str]]:
+    return listeners.roles

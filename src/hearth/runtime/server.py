@@ -62,6 +62,7 @@ def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    _keepalive(sock)
     try:
         sock.bind((host.strip("[]"), port))
         sock.listen(2048)
@@ -70,6 +71,16 @@ def _listen(host: str, port: int) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+def _keepalive(sock: socket.socket) -> None:
+    """TCP keepalive, inherited by accepted connections on Linux: a vanished client (a phone that lost
+    its network) is dropped after about two minutes instead of holding a WebSocket forever."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class _HearthConfig(Config):
@@ -105,7 +116,9 @@ def server_config(settings: ServerSettings, listeners: Listeners) -> Config:
     config.graceful_timeout = 10
     # hearth answers too-large frames itself with an error frame; Hypercorn only stops absurd ones
     config.websocket_max_message_size = max(settings.ws_max_message_bytes * 4, 1 << 20)
-    config.websocket_ping_interval = 20.0
+    # Hypercorn's ping loop sleeps a whole interval before it notices a closed socket, which pins a task
+    # per closed WebSocket and stalls graceful shutdown; dead peers are found by TCP keepalive instead.
+    config.websocket_ping_interval = None
     config.h2_max_concurrent_streams = 256
     return config
 

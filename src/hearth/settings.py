@@ -170,7 +170,7 @@ class Settings(BaseSettings):
                                    "Where hearth keeps its database, files and keys.")
     hearth_database_url: str | None = _field(
         None, "HEARTH_DATABASE_URL",
-        "SQLAlchemy URL of the database. Default: SQLite (WAL) at `$HEARTH_DATA_DIR/hearth.db`; "
+        "Database URL. Default: SQLite (WAL) at `$HEARTH_DATA_DIR/hearth.db`; "
         "`postgresql+asyncpg://user:pass@host/db` for PostgreSQL.")
     hearth_host: str = _field(
         "127.0.0.1", "HEARTH_HOST", "Address the three ports listen on (`0.0.0.0` in a container).")
@@ -323,7 +323,7 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         if self.hearth_database_url:
             return self.hearth_database_url
-        return f"sqlite+aiosqlite:///{(self.hearth_data_dir / 'hearth.db').resolve()}"
+        return f"sqlite:///{(self.hearth_data_dir / 'hearth.db').resolve()}"
 
     @property
     def store(self) -> StoreSettings:
@@ -400,8 +400,8 @@ def normalise_database_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"is not a database URL (got {url!r})")
-    if scheme in ("sqlite", "sqlite+aiosqlite"):
-        return f"sqlite+aiosqlite://{rest}"
+    if scheme in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
+        return f"sqlite://{rest}"
     if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
         return f"postgresql+asyncpg://{rest}"
     raise ValueError("must be sqlite:///PATH or postgresql+asyncpg://USER:PASS@HOST/DB "
@@ -442,6 +442,8 @@ def settings_table() -> list[tuple[str, str, str]]:
             shown = ",".join(str(d) for d in default) if default else "(none)"
         elif default is None:
             shown = "(none)"
+        elif isinstance(default, Path) and not default.is_absolute():
+            shown = f"./{default}"
         else:
             shown = str(default)
         rows.append((str(alias.choices[0]), shown, field.description or ""))

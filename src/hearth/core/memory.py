@@ -48,7 +48,7 @@ class _Turn:
     """One user message with the assistant and tool messages that answered it."""
 
     messages: tuple[ModelMessage, ...]
-    last_id: int
+    turn_id: int  # the user message's id: what a summary records as covered
     tokens: int
 
 
@@ -70,15 +70,15 @@ def to_model_message(record: MessageRecord) -> ModelMessage:
 def _group_turns(records: Sequence[MessageRecord]) -> list[_Turn]:
     turns: list[_Turn] = []
     current: list[ModelMessage] = []
-    last_id = 0
+    turn_id = 0
     for record in records:
         if record.role == "user" and current:
-            turns.append(_Turn(tuple(current), last_id, sum(estimate_message(m) for m in current)))
+            turns.append(_Turn(tuple(current), turn_id, sum(estimate_message(m) for m in current)))
             current = []
         current.append(to_model_message(record))
-        last_id = record.id
+        turn_id = record.reply_to if record.reply_to is not None else record.id
     if current:
-        turns.append(_Turn(tuple(current), last_id, sum(estimate_message(m) for m in current)))
+        turns.append(_Turn(tuple(current), turn_id, sum(estimate_message(m) for m in current)))
     # a window may start in the middle of a turn: drop replies whose question fell outside it
     while turns and not isinstance(turns[0].messages[0], UserContent):
         turns.pop(0)
@@ -200,9 +200,9 @@ class Memory:
         limit = words * 8
         if len(summary) > limit:
             summary = summary[:limit].rsplit(" ", 1)[0] + " [...]"
-        await self._store.set_summary(conversation.id, summary, turns[-1].last_id)
+        await self._store.set_summary(conversation.id, summary, turns[-1].turn_id)
         self._events.emit(Event("memory.summarised", properties={
-            "conversation": conversation.id, "upto": turns[-1].last_id, "turns": len(turns)}))
+            "conversation": conversation.id, "upto": turns[-1].turn_id, "turns": len(turns)}))
         return summary
 
 

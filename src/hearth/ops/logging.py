@@ -65,5 +65,5 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # the servers' own access logs are replaced by hearth's events
-    for noisy in ("hypercorn.access", "aiosqlite", "asyncio", "alembic"):
+    for noisy in ("hypercorn.access", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -51,7 +51,7 @@ class ConversationRecord:
     external_ref: str | None
     title: str | None
     summary: str | None
-    summary_upto: int | None
+    summary_upto: int | None  # the last summarised turn (its user message id)
     created_at: datetime
     updated_at: datetime
 

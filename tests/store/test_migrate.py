@@ -1,0 +1,83 @@
+"""Migrations: to head, the same schema as ``schema.metadata``, and safe when replicas race."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from hearth.store import Database, current_revision, head_revision, upgrade
+from hearth.store.schema import metadata
+
+
+def _schema_diff(conn: Connection) -> list[Any]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+    return list(compare_metadata(context, metadata))
+
+
+def _index_names(conn: Connection) -> set[str]:
+    inspector = inspect(conn)
+    return {str(index["name"]) for table in metadata.tables for index in inspector.get_indexes(table)}
+
+
+async def test_upgrade_to_head_matches_the_metadata(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        assert await current_revision(db) is None
+        await upgrade(db)
+        assert await current_revision(db) == head_revision() == "0001"
+        assert await db.read(_schema_diff) == []
+        assert {"ix_messages_status", "ix_messages_conversation_id_id"} <= await db.read(_index_names)
+        await upgrade(db)  # at head: nothing to do
+        assert await current_revision(db) == head_revision()
+    finally:
+        await db.aclose()
+
+
+UPGRADE = """
+import asyncio, sys
+from hearth.store import Database, upgrade
+
+async def main():
+    db = Database(sys.argv[1])
+    try:
+        await upgrade(db)
+    finally:
+        await db.aclose()
+
+asyncio.run(main())
+"""
+
+
+async def test_four_processes_upgrading_at_once(database_url: str) -> None:
+    processes = [
+        subprocess.Popen([sys.executable, "-c", UPGRADE, database_url], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for _ in range(4)
+    ]
+    outputs = [process.communicate(timeout=60)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
+    db = Database(database_url)
+    try:
+        assert await current_revision(db) == head_revision()
+        assert await db.read(_schema_diff) == []
+    finally:
+        await db.aclose()
+
+
+def test_columns_are_in_record_field_order() -> None:
+    # The repositories build records positionally from rows, for speed.
+    from dataclasses import fields
+
+    from hearth.store import records, schema
+
+    pairs = [(schema.users, records.UserRecord), (schema.api_keys, records.ApiKeyRecord),
+             (schema.channel_identities, records.IdentityRecord),
+             (schema.conversations, records.ConversationRecord), (schema.messages, records.MessageRecord)]
+    for table, record in pairs:
+        assert [column.name for column in table.c] == [field.name for field in fields(record)], table.name

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -60,7 +60,7 @@ class RouterSettings:
     connect_timeout: float = 5.0
     first_token_timeout: float = 60.0
     total_timeout: float = 300.0
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
 
@@ -378,7 +378,7 @@ def _parse_endpoint_specs(raw: str) -> list[EndpointSettings]:
             provider = item.get("provider") or ""
             if provider and provider not in PROVIDERS:
                 raise ValueError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
-            result.append(EndpointSettings(url=_check_http_url(str(item["url"])), provider=provider,
+            result.append(EndpointSettings(url=_check_http_url(str(item["url"])), provider=provider,  # type: ignore[arg-type]
                                            model=str(item.get("model") or ""), api_key=item.get("api_key")))
         return result
     result = []
@@ -434,10 +434,10 @@ def config_error(exc: ValidationError) -> ConfigError:
 def settings_table() -> list[tuple[str, str, str]]:
     """(variable, default, description) for every setting, in declaration order: the README's table."""
     rows = []
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
+    for info in Settings.model_fields.values():
+        alias = info.validation_alias
         assert isinstance(alias, AliasChoices)
-        default = field.default
+        default = info.default
         if isinstance(default, tuple):
             shown = ",".join(str(d) for d in default) if default else "(none)"
         elif default is None:
@@ -446,5 +446,5 @@ def settings_table() -> list[tuple[str, str, str]]:
             shown = f"./{default}"
         else:
             shown = str(default)
-        rows.append((str(alias.choices[0]), shown, field.description or ""))
+        rows.append((str(alias.choices[0]), shown, info.description or ""))
     return rows

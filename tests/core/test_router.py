@@ -198,7 +198,7 @@ async def test_breaker_opens_skips_and_closes_after_a_good_trial(sim: ModelSimul
     assert len(sim.requests) == 2  # skipped while open
     clock.now += 31
     assert router.status()[0].breaker == "half_open"
-    text, endpoint = await answer(router)  # the trial request goes to the primary and succeeds
+    _, endpoint = await answer(router)  # the trial request goes to the primary and succeeds
     assert len(sim.requests) == 3 and endpoint == router.status()[0].name
     assert router.status()[0].breaker == "closed"
     assert len(backup.requests) == 3

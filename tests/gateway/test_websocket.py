@@ -137,8 +137,8 @@ async def test_bad_frames_get_errors_and_the_socket_stays_usable(hearth: Running
         await ws.send(json.dumps([1, 2]))
         assert json.loads(await ws.recv())["code"] == "bad_frame"
         await ws.send(json.dumps({"type": "message", "id": "e1", "text": ""}))
-        assert json.loads(await ws.recv()) == {
-            "type": "error", "id": "e1", "code": "bad_frame", "message": "message frame needs a non-empty 'text' string"}
+        assert json.loads(await ws.recv()) == {"type": "error", "id": "e1", "code": "bad_frame",
+                                               "message": "message frame needs a non-empty 'text' string"}
         await ws.send(json.dumps({"type": "message", "id": True, "text": "x"}))
         assert json.loads(await ws.recv())["code"] == "bad_frame"
         await ws.send(json.dumps({"type": "message", "id": "x" * 200, "text": "x"}))

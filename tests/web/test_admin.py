@@ -73,9 +73,8 @@ async def test_metrics_count_turns(hearth: RunningHearth) -> None:
 
 async def test_addresses_outside_the_allow_list_are_refused(tmp_path: Path) -> None:
     async with running_hearth(tmp_path / "data", ai_model_endpoint="http://127.0.0.1:9", admin_token=ADMIN_TOKEN,
-                              hearth_admin_allow_ips="10.0.0.0/8") as hearth:
-        async with httpx.AsyncClient() as client:
-            response = await client.get(hearth.admin_url + "/admin/status", headers=TOKEN)
-            health = await client.get(hearth.admin_url + "/healthz")
+                              hearth_admin_allow_ips="10.0.0.0/8") as hearth, httpx.AsyncClient() as client:
+        response = await client.get(hearth.admin_url + "/admin/status", headers=TOKEN)
+        health = await client.get(hearth.admin_url + "/healthz")
     assert response.status_code == 403
     assert health.status_code == 200

@@ -27,8 +27,8 @@ async def test_health_and_readiness_on_every_port(hearth: RunningHearth) -> None
 
 
 async def test_readiness_names_what_is_not_ready(tmp_path: Path) -> None:
-    async with running_hearth(tmp_path / "data", ai_model_endpoint="http://127.0.0.1:9") as hearth:
-        async with httpx.AsyncClient() as client:
+    async with running_hearth(tmp_path / "data", ai_model_endpoint="http://127.0.0.1:9") as hearth, \
+            httpx.AsyncClient() as client:
             ready = await client.get(hearth.admin_url + "/readyz")
             live = await client.get(hearth.admin_url + "/healthz")
     assert live.status_code == 200

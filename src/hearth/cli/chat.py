@@ -101,7 +101,7 @@ async def chat_remote(url: str, token: str, conversation: str | None, console: C
                 if interactive:
                     _write("hearth> ")
                 conversation = await _follow(ws, frame["id"], console) or conversation
-    except (OSError, InvalidURI, InvalidStatus, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, InvalidURI, InvalidStatus) as exc:
         console.print(f"[red]cannot connect to {url}: {exc}[/]")
         return 1
     except ConnectionClosed as exc:

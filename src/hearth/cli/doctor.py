@@ -33,7 +33,8 @@ async def run_doctor(console: Console) -> bool:
         add("configuration", FAIL, str(exc))
         _print(console, rows)
         return False
-    add("configuration", OK, f"{len(settings.endpoints)} model endpoint(s), database {settings.database_url.split(':')[0]}")
+    database = settings.database_url.split(":")[0]
+    add("configuration", OK, f"{len(settings.endpoints)} model endpoint(s), database {database}")
 
     data_dir = settings.hearth_data_dir
     try:

@@ -13,7 +13,7 @@ and the inbox stores them with the turn's outcome in one transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +83,7 @@ class Agent:
         self._settings = settings
         self._reply_tokens = reply_tokens
 
-    async def handle(self, turn: Turn) -> AsyncIterator[Reply]:
+    async def handle(self, turn: Turn) -> AsyncGenerator[Reply, None]:
         """Answer ``turn.envelope``, yielding text deltas; the produced messages land on ``turn``.
 
         Raises a ``HearthError`` (``PermissionDenied``, ``ModelError`` ...) when the turn cannot be

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -62,7 +62,7 @@ class TurnStream:
         for queue in self._listeners:
             queue.put_nowait(reply)
 
-    async def replies(self) -> AsyncIterator[Reply]:
+    async def replies(self) -> AsyncGenerator[Reply, None]:
         """Text so far as one delta, then new deltas, then the final reply."""
         if self.final is not None:
             yield self.final
@@ -91,7 +91,7 @@ class Submission:
     created: bool
     stream: TurnStream
 
-    def replies(self) -> AsyncIterator[Reply]:
+    def replies(self) -> AsyncGenerator[Reply, None]:
         return self.stream.replies()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -183,7 +183,7 @@ class ModelRouter:
         for endpoint in self._endpoints:
             await endpoint.provider.aclose()
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.total_timeout
         failures: list[tuple[str, ModelError]] = []
@@ -197,12 +197,12 @@ class ModelRouter:
             started = loop.time()
             first_token_at: float | None = None
             try:
-                async with endpoint.limiter.slot(endpoint.name):
-                    async with aclosing(self._attempts(endpoint, request, deadline)) as chunks:
-                        async for chunk in chunks:
-                            if first_token_at is None:
-                                first_token_at = loop.time()
-                            yield chunk
+                async with (endpoint.limiter.slot(endpoint.name),
+                            aclosing(self._attempts(endpoint, request, deadline)) as chunks):
+                    async for chunk in chunks:
+                        if first_token_at is None:
+                            first_token_at = loop.time()
+                        yield chunk
             except ModelError as exc:
                 if isinstance(exc, ModelBusy) or not _counts_against_breaker(exc):
                     endpoint.breaker.release_trial()
@@ -219,7 +219,7 @@ class ModelRouter:
 
     async def _attempts(
         self, endpoint: _Endpoint, request: ChatRequest, deadline: float,
-    ) -> AsyncIterator[ChatChunk]:
+    ) -> AsyncGenerator[ChatChunk, None]:
         """Try one endpoint with retries; yields the answer once its first chunk arrived."""
         loop = asyncio.get_running_loop()
         policy = self._settings.retry
@@ -254,7 +254,7 @@ class ModelRouter:
 
     async def _one_attempt(
         self, endpoint: _Endpoint, request: ChatRequest, deadline: float,
-    ) -> AsyncIterator[ChatChunk]:
+    ) -> AsyncGenerator[ChatChunk, None]:
         loop = asyncio.get_running_loop()
         idle = self._settings.first_token_timeout
         first = True

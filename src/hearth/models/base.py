@@ -10,7 +10,7 @@ timeouts are the router's job, not the provider's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,7 +33,7 @@ class ChatProvider(Protocol):
 
     endpoint: EndpointSettings
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         """Send ``request`` and yield the answer as it arrives; the last chunk has ``done=True``."""
         ...
 

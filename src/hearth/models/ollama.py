@@ -9,7 +9,7 @@ with ``arguments`` already an object, and does not name them, so ids are made he
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -72,7 +72,7 @@ class OllamaProvider:
             body["options"] = options
         return body
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         model = request.model or self.endpoint.model
         decoder = _Decoder(self.endpoint.name)
         async with self._http.post(self._chat_url, dumps(self.payload(request)), model=model) as resp:

@@ -11,7 +11,7 @@ emitted when ``finish_reason`` arrives. Usage comes in a chunk of its own after 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,7 +70,7 @@ class OpenAIProvider:
             body["temperature"] = request.temperature
         return body
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         model = request.model or self.endpoint.model
         decoder = _Decoder(self.endpoint.name)
         async with self._http.post(self._chat_url, dumps(self.payload(request)), model=model) as resp:

@@ -119,8 +119,8 @@ _HISTORY = (
     .select_from(messages.outerjoin(_parent, _parent.c.id == _m.reply_to))
     .where(
         _m.conversation_id == bindparam("conversation_id"),
-        _TURN > bindparam("after_id"),
-        _TURN < bindparam("before_id"),
+        bindparam("after_id") < _TURN,
+        bindparam("before_id") > _TURN,
         or_(_m.status.is_(None), _m.status == _DONE),
         or_(_parent.c.status.is_(None), _parent.c.status == _DONE),
     )

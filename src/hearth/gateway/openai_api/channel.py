@@ -23,9 +23,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from hearth.errors import HearthError, InvalidRequest, NotFound, Unauthenticated
+from hearth.gateway.base import Authenticator, Inbox, bearer_token
 from hearth.types import Envelope, Reply
-
-from ..base import Authenticator, Inbox, bearer_token
 
 CHANNEL = "openai"
 MODEL_ID = "hearth"

@@ -18,9 +18,9 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hearth.errors import HearthError, InvalidRequest, StorageError, Unauthenticated
+from hearth.gateway.base import Authenticator, EventSink, Inbox, bearer_token
 from hearth.types import Actor, Envelope, Event
 
-from ..base import Authenticator, EventSink, Inbox, bearer_token
 from .protocol import (
     CLOSE_UNAUTHENTICATED,
     AuthFrame,

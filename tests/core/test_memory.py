@@ -106,3 +106,39 @@ async def test_a_message_larger_than_the_context_is_refused_clearly(runtime_fact
     assert outcome.final.error.code == "context_too_long"
     assert "too long" in outcome.final.error.message
     assert sim.requests == []
+
+
+async def test_two_processes_on_one_database_see_each_others_turns(runtime_factory, sim: ModelSimulator) -> None:  # type: ignore[no-untyped-def]
+    first, second = await runtime_factory(), await runtime_factory()
+    await first.start(serving=False)
+    user = await first.users.get_user_by_name("admin")
+    assert user is not None
+    actor = actor_for(user)
+    conversation = (await send(first, actor, "one")).conversation
+    await send(second, actor, "two", conversation=conversation)
+    await send(first, actor, "three", conversation=conversation)  # first's cache knows only "one"
+    assert [m["content"] for m in sim.requests[-1].body["messages"][1:]] == [
+        "one", "You said: one", "two", "You said: two", "three"]
+    await send(second, actor, "four", conversation=conversation)
+    assert [m["content"] for m in sim.requests[-1].body["messages"] if m["role"] == "user"] == [
+        "one", "two", "three", "four"]
+
+
+async def test_history_is_read_once_per_conversation(runtime: Runtime, sim: ModelSimulator,
+                                                     monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    reads = []
+    original = runtime.conversations.history
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(args)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.conversations, "history", counting)
+    user = await runtime.users.get_user_by_name("admin")
+    assert user is not None
+    conversation = None
+    for i in range(5):
+        conversation = (await send(runtime, actor_for(user), f"message {i}", conversation=conversation)).conversation
+    assert len(reads) == 1
+    assert [m["content"] for m in sim.requests[-1].body["messages"] if m["role"] == "user"] == [
+        f"message {i}" for i in range(5)]

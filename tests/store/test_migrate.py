@@ -30,7 +30,7 @@ async def test_upgrade_to_head_matches_the_metadata(database_url: str) -> None:
     try:
         assert await current_revision(db) is None
         await upgrade(db)
-        assert await current_revision(db) == head_revision() == "0001"
+        assert await current_revision(db) == head_revision() == "0002"
         assert await db.read(_schema_diff) == []
         assert {"ix_messages_status", "ix_messages_conversation_id_id"} <= await db.read(_index_names)
         await upgrade(db)  # at head: nothing to do
@@ -81,3 +81,33 @@ def test_columns_are_in_record_field_order() -> None:
              (schema.conversations, records.ConversationRecord), (schema.messages, records.MessageRecord)]
     for table, record in pairs:
         assert [column.name for column in table.c] == [field.name for field in fields(record)], table.name
+
+
+async def test_0002_fills_last_turn_for_existing_conversations(database_url: str) -> None:
+    """A database from before 0002, with a finished and a pending turn, keeps working after the upgrade."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from hearth.store import ConversationRepository, PlainTextCodec
+    from hearth.store.migrate import alembic_config
+
+    db = Database(database_url)
+    try:
+        await db.write(lambda conn: command.upgrade(alembic_config(conn), "0001"))
+        await db.write(lambda conn: conn.execute(text(
+            "INSERT INTO users (id, name, role, disabled, created_at) VALUES (1, 'ada', 'user', false, '2026-01-01')")))
+        await db.write(lambda conn: conn.execute(text(
+            "INSERT INTO conversations (id, user_id, channel, created_at, updated_at) "
+            "VALUES ('c1', 1, 'test', '2026-01-01', '2026-01-01')")))
+        for mid, role, status, reply_to in ((10, "user", "done", None), (11, "assistant", None, 10),
+                                            (12, "user", "pending", None)):
+            await db.write(lambda conn, mid=mid, role=role, status=status, reply_to=reply_to: conn.execute(text(
+                "INSERT INTO messages (id, conversation_id, role, content, meta, status, reply_to, attempts, "
+                "created_at) VALUES (:id, 'c1', :role, :content, '{}', :status, :reply_to, 0, '2026-01-01')"),
+                {"id": mid, "role": role, "content": b"x", "status": status, "reply_to": reply_to}))
+        await upgrade(db)
+        assert await current_revision(db) == "0002"
+        conversation = await ConversationRepository(db, PlainTextCodec()).get_conversation("c1")
+        assert conversation is not None and conversation.last_turn == 10
+    finally:
+        await db.aclose()

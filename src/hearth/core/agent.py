@@ -126,6 +126,10 @@ class Agent:
                     "call_id": call.id, "name": call.name, "is_error": result.is_error}))
                 prompt.append(ToolResultContent(call.id, call.name, result.content, result.is_error))
 
+    def completed(self, turn: Turn, stored: Sequence[MessageRecord]) -> None:
+        """The turn's answer is stored: memory adds it to what it knows of the conversation."""
+        self._memory.remember(turn.conversation.id, [turn.message, *stored])
+
     async def _run_tool(self, call: ToolCall, turn: Turn, offered: set[str]) -> SkillResult:
         actor = turn.envelope.sender
         if call.name not in offered:

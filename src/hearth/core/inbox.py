@@ -135,12 +135,13 @@ class Inbox:
             conversation_id=envelope.conversation, user_id=envelope.sender.user_id, channel=envelope.channel,
             external_ref=external_ref, dedup_key=dedup_key(envelope), text=envelope.text,
             meta={"channel": envelope.channel, "envelope_id": envelope.id, "identity": envelope.sender.identity},
+            attempts=1,  # the turn starts right away: its first attempt is counted with the message
         )
         message, conversation = accepted.message, accepted.conversation
         if accepted.created:
             self._events.emit(Event("turn.accepted", envelope.sender, {
                 "channel": envelope.channel, "conversation": conversation.id}))
-            stream = self._start(envelope, conversation, message)
+            stream = self._start(envelope, conversation, message, counted=True)
         else:
             stream = await self._existing(envelope, conversation, message)
         return Submission(conversation.id, message.id, accepted.created, stream)
@@ -161,24 +162,27 @@ class Inbox:
             return TurnStream.finished(Reply(conversation.id, envelope.id, "", final=True, error=error))
         return self._start(envelope, conversation, message)
 
-    def _start(self, envelope: Envelope, conversation: ConversationRecord, message: MessageRecord) -> TurnStream:
+    def _start(self, envelope: Envelope, conversation: ConversationRecord, message: MessageRecord,
+               *, counted: bool = False) -> TurnStream:
         stream = TurnStream(conversation.id, envelope.id)
-        task = asyncio.create_task(self._run(Turn(envelope, conversation, message), stream),
+        task = asyncio.create_task(self._run(Turn(envelope, conversation, message), stream, counted),
                                    name=f"turn-{message.id}")
         self._running[message.id] = (stream, task)
         task.add_done_callback(lambda _: self._running.pop(message.id, None))
         return stream
 
-    async def _run(self, turn: Turn, stream: TurnStream) -> None:
+    async def _run(self, turn: Turn, stream: TurnStream, counted: bool) -> None:
         envelope, message = turn.envelope, turn.message
         started = time.monotonic()
         async with self._locks.lock(turn.conversation.id):
             try:
-                await self._store.start_attempt(message.id)
+                if not counted:
+                    await self._store.start_attempt(message.id)
                 async with aclosing(self._agent.handle(turn)) as replies:
                     async for reply in replies:
                         stream.publish(reply)
                 stored = await self._store.complete_turn(message.id, turn.produced)
+                self._agent.completed(turn, stored)
             except HearthError as exc:
                 await self._fail(turn, stream, ErrorInfo(exc.code, exc.user_message), exc)
                 return

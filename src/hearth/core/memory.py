@@ -8,13 +8,21 @@ long conversation is summarised once every several turns rather than on every on
 
 If the model cannot summarise (it is down, or refuses), the older turns are left out for this turn
 and a ``memory.summary_failed`` event is emitted; the next turn tries again.
+
+Reading and measuring a conversation's whole history on every turn would cost more than everything
+else a turn does, so the turns since the summary are kept per conversation (an LRU of
+``cache_size`` conversations). The inbox hands each completed turn to ``remember``; the
+conversation's ``last_turn`` tells when turns were completed elsewhere (another process on the same
+database), and only those are read. A conversation whose summary failed is forgotten, so that the
+next turn reads and summarises it whole.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hearth.errors import ContextTooLong, ModelError
 from hearth.settings import MemorySettings
@@ -50,6 +58,16 @@ class _Turn:
     messages: tuple[ModelMessage, ...]
     turn_id: int  # the user message's id: what a summary records as covered
     tokens: int
+
+
+@dataclass(slots=True)
+class _Memo:
+    """What memory knows of one conversation: its summary and the turns after it."""
+
+    summary: str | None
+    summary_upto: int | None
+    turns: list[_Turn] = field(default_factory=list)
+    last_turn: int = 0  # the newest turn in ``turns`` (or covered by the summary)
 
 
 def to_model_message(record: MessageRecord) -> ModelMessage:
@@ -88,11 +106,14 @@ def _group_turns(records: Sequence[MessageRecord]) -> list[_Turn]:
 class Memory:
     def __init__(
         self, conversations: ConversationStore, model: ChatModel, settings: MemorySettings, events: EventSink,
+        *, cache_size: int = 1000,
     ) -> None:
         self._store = conversations
         self._model = model
         self._settings = settings
         self._events = events
+        self._cache_size = cache_size
+        self._memos: OrderedDict[str, _Memo] = OrderedDict()
 
     @property
     def prompt_budget(self) -> int:
@@ -109,10 +130,9 @@ class Memory:
                 f"message {message.id} needs ~{fixed} tokens, budget {self.prompt_budget}",
                 user_message="That message is too long for the model's context; please shorten it or "
                              "send it as a file.")
-        records = await self._store.history(
-            conversation.id, after_id=conversation.summary_upto, before_id=message.id, limit=HISTORY_WINDOW)
-        turns = _group_turns(records)
-        summary = conversation.summary
+        memo = await self._recall(conversation, message)
+        turns = memo.turns
+        summary = memo.summary
         available = self.prompt_budget - fixed - self._system_tokens(summary)
         kept = self._fit(turns, available)
         if len(kept) < len(turns):
@@ -123,15 +143,55 @@ class Memory:
             new_summary = await self._summarise(conversation, summary, older)
             if new_summary is not None:
                 summary = new_summary
+                memo.summary, memo.summary_upto, memo.turns = summary, older[-1].turn_id, list(recent)
                 available = self.prompt_budget - fixed - self._system_tokens(summary)
                 kept = self._fit(recent, available)
-            # else: this turn goes without the older turns; the next one tries to summarise again
+            else:
+                # this turn goes without the older turns; the next one reads them again and retries
+                self._memos.pop(conversation.id, None)
         system = self._system_text(summary)
         messages: list[ModelMessage] = [SystemContent(system)] if system else []
         for turn in kept:
             messages.extend(turn.messages)
         messages.append(current)
         return tuple(messages)
+
+    async def _recall(self, conversation: ConversationRecord, message: MessageRecord) -> _Memo:
+        """The conversation's summary and turns before ``message``: cached, or read from the store."""
+        memo = self._memos.get(conversation.id)
+        if (memo is not None and memo.last_turn < message.id
+                and (memo.summary_upto or 0) >= (conversation.summary_upto or 0)):
+            self._memos.move_to_end(conversation.id)
+            if (conversation.last_turn or 0) > memo.last_turn:  # turns completed by another process
+                records = await self._store.history(conversation.id, after_id=memo.last_turn,
+                                                    before_id=message.id, limit=HISTORY_WINDOW)
+                self._append(memo, _group_turns(records))
+            return memo
+        records = await self._store.history(
+            conversation.id, after_id=conversation.summary_upto, before_id=message.id, limit=HISTORY_WINDOW)
+        memo = _Memo(conversation.summary, conversation.summary_upto, last_turn=conversation.summary_upto or 0)
+        self._append(memo, _group_turns(records))
+        self._memos[conversation.id] = memo
+        if len(self._memos) > self._cache_size:
+            self._memos.popitem(last=False)
+        return memo
+
+    def remember(self, conversation_id: str, records: Sequence[MessageRecord]) -> None:
+        """Add a just-completed turn (its user message, then what was stored for it) to the cache."""
+        memo = self._memos.get(conversation_id)
+        if memo is None:
+            return
+        turns = _group_turns(records)
+        if turns and turns[0].turn_id > memo.last_turn:
+            self._append(memo, turns)
+        else:  # out of order: let the next turn read the store
+            del self._memos[conversation_id]
+
+    @staticmethod
+    def _append(memo: _Memo, turns: list[_Turn]) -> None:
+        if turns:
+            memo.turns.extend(turns)
+            memo.last_turn = turns[-1].turn_id
 
     def _system_text(self, summary: str | None) -> str:
         text = self._settings.system_prompt

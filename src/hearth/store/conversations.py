@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     Row,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -87,6 +88,14 @@ _TOUCH_BY_REF = (
     .returning(*_CONV)
 )
 _TOUCH = update(conversations).where(_c.id == bindparam("p_id")).values(updated_at=bindparam("now"))
+# Closing a turn records it as the conversation's last completed one (turns of a conversation complete
+# in order; the comparison keeps the larger id should a recovered turn ever finish late).
+_TOUCH_DONE = (
+    update(conversations)
+    .where(_c.id == bindparam("p_id"))
+    .values(updated_at=bindparam("now"),
+            last_turn=func.coalesce(case((_c.last_turn > bindparam("p_turn"), _c.last_turn)), bindparam("p_turn")))
+)
 _SET_SUMMARY = (
     update(conversations)
     .where(_c.id == bindparam("p_id"))
@@ -246,8 +255,12 @@ class ConversationRepository:
         dedup_key: str,
         text: str,
         meta: Mapping[str, Any] | None = None,
+        attempts: int = 0,
     ) -> Accepted:
         """Store a user message as a pending turn, exactly once per ``dedup_key``.
+
+        ``attempts`` is stored as the turn's attempt count: a caller that starts the turn right away
+        passes 1 and saves the ``start_attempt`` write.
 
         A key seen before returns the stored message with ``created=False``, whatever the other
         arguments say. Otherwise the conversation is ``conversation_id`` (which must exist and
@@ -260,7 +273,8 @@ class ConversationRepository:
         for attempt in range(3):
             try:
                 return await self._db.write(
-                    self._accept_tx, conversation_id, user_id, channel, external_ref, dedup_key, content, meta_value
+                    self._accept_tx, conversation_id, user_id, channel, external_ref, dedup_key, content, meta_value,
+                    attempts,
                 )
             except ConstraintViolation as exc:
                 # SQLite serialises writers, so there this means a missing user. On PostgreSQL a
@@ -283,6 +297,7 @@ class ConversationRepository:
         dedup_key: str,
         content: bytes,
         meta: dict[str, Any],
+        attempts: int,
     ) -> Accepted:
         seen = conn.execute(_DEDUP_WITH_CONVERSATION, {"dedup_key": dedup_key}).first()
         if seen is not None:
@@ -309,7 +324,7 @@ class ConversationRepository:
         message = conn.execute(_INSERT_MESSAGE, {
             "conversation_id": conversation.id, "role": "user", "content": content, "meta": meta,
             "dedup_key": dedup_key, "status": "pending", "reply_to": None, "error_code": None,
-            "error_message": None, "attempts": 0, "created_at": now,
+            "error_message": None, "attempts": attempts, "created_at": now,
         }).one()
         return Accepted(self._message(message), conversation, created=True)
 
@@ -407,7 +422,7 @@ class ConversationRepository:
             for row in rows:
                 row["conversation_id"] = conversation_id
             stored = [self._message(row) for row in conn.execute(_INSERT_PRODUCED, rows)]
-        conn.execute(_TOUCH, {"p_id": conversation_id, "now": now})
+        conn.execute(_TOUCH_DONE, {"p_id": conversation_id, "now": now, "p_turn": user_message_id})
         return stored
 
     async def fail_turn(self, user_message_id: int, code: str, message: str) -> bool:
@@ -458,7 +473,7 @@ class ConversationRepository:
         summary = row[5]
         return ConversationRecord(
             row[0], row[1], row[2], row[3], row[4],
-            None if summary is None else self._decode(summary), row[6], row[7], row[8],
+            None if summary is None else self._decode(summary), row[6], row[7], row[8], row[9],
         )
 
     def _decode(self, data: bytes) -> str:
@@ -490,4 +505,5 @@ def _new_conversation(
     return {
         "id": uuid.uuid4().hex, "user_id": user_id, "channel": channel, "external_ref": external_ref,
         "title": title, "summary": None, "summary_upto": None, "created_at": now, "updated_at": now,
+        "last_turn": None,
     }

@@ -54,6 +54,7 @@ class ConversationRecord:
     summary_upto: int | None  # the last summarised turn (its user message id)
     created_at: datetime
     updated_at: datetime
+    last_turn: int | None = None  # the last completed turn (its user message id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,6 +124,7 @@ conversations = sa.Table(
     sa.Column("summary_upto", Id, nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
     sa.Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
+    sa.Column("last_turn", Id, nullable=True),
     sa.UniqueConstraint("user_id", "channel", "external_ref"),
     sa.Index(None, "updated_at"),
 )

@@ -26,6 +26,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
+def cpu_split(pid: int) -> tuple[float, float, int]:
+    """User and system seconds, and context switches (all threads)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    switches = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        for line in open(f"/proc/{pid}/task/{task}/status"):
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                switches += int(line.split()[1])
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS, switches
+
+
 def rss_mb(pid: int) -> float:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -91,10 +102,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     writers = [asyncio.create_task(writer(i, s)) for i, s in enumerate(sessions)]
     await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
     cpu0, rss_peak = cpu_seconds(args.pid), rss_mb(args.pid)
+    split0 = cpu_split(args.pid)
     while time.perf_counter() < window_end:
         await asyncio.sleep(1.0)
         rss_peak = max(rss_peak, rss_mb(args.pid))
     cpu1 = cpu_seconds(args.pid)
+    split1 = cpu_split(args.pid)
     await asyncio.gather(*writers)
     deadline = time.perf_counter() + 10
     while any(s.sent for s in sessions) and time.perf_counter() < deadline:
@@ -116,7 +129,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "errors": len(errors), "messages_per_s": len(in_window) / args.duration,
         "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": in_window[-1] * 1000 if in_window else None,
         "cpu_ms_per_message": (cpu1 - cpu0) * 1000 / max(1, len(in_window)), "server_cpu_s": cpu1 - cpu0,
-        "rss_mb": rss_peak,
+        "rss_mb": rss_peak, "user_s": split1[0] - split0[0], "system_s": split1[1] - split0[1],
+        "switches_per_message": (split1[2] - split0[2]) / max(1, len(in_window)),
     }
 
 

@@ -16,6 +16,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,6 +111,21 @@ def load(args: argparse.Namespace, sessions: int, url: str, pid: int, token: str
     return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
 
+def median(runs: list[dict[str, object]]) -> dict[str, object]:
+    """Each figure's median over the rounds (errors and losses summed)."""
+    merged: dict[str, object] = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        if key in ("errors", "lost"):
+            merged[key] = sum(int(v) for v in values)  # type: ignore[call-overload]
+        elif all(isinstance(v, int | float) for v in values):
+            merged[key] = statistics.median(values)  # type: ignore[type-var]
+        else:
+            merged[key] = values[0]
+    merged["rounds"] = len(runs)
+    return merged
+
+
 def table(results: list[tuple[int, dict[str, object], dict[str, object]]], args: argparse.Namespace) -> str:
     lines = [
         "# hearth benchmark",
@@ -118,7 +134,8 @@ def table(results: list[tuple[int, dict[str, object], dict[str, object]]], args:
         f" · Python {platform.python_version()} · `make bench`",
         "",
         f"Offered load {args.rate:g} messages/s in total, open loop (each session keeps its conversation and sends on "
-        f"a fixed schedule); {args.warmup:g} s warm-up, then {args.duration:g} s measured. Model simulator: "
+        f"a fixed schedule); {args.warmup:g} s warm-up, then {args.duration:g} s measured; {args.rounds} alternating "
+        "rounds of floor and hearth, each figure the median of its rounds. Model simulator: "
         f"{args.ttft * 1000:g} ms to the first token, {args.tokens} tokens {args.gap * 1000:g} ms apart. Latency is from "
         "sending a message frame to its `done` frame. CPU is the server process's user+system time in the window "
         "divided by the messages answered in it; RSS is its peak. The floor is a 40-line Starlette WebSocket relay "
@@ -150,8 +167,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--warmup", type=float, default=10.0)
-    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each; medians are reported")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--ttft", type=float, default=0.05)
     parser.add_argument("--gap", type=float, default=0.002)
     parser.add_argument("--tokens", type=int, default=5)
@@ -160,14 +178,17 @@ def main() -> None:
     results = []
     for sessions in args.sessions:
         sim, model_url = start_sim(args)
+        floors, hearths = [], []
         try:
-            floor = run_floor(args, sessions, model_url)
-            print(f"{sessions} sessions, floor:  {json.dumps(floor)}", flush=True)
-            hearth = run_hearth(args, sessions, model_url)
-            print(f"{sessions} sessions, hearth: {json.dumps(hearth)}", flush=True)
+            # alternate the two, so that a drift of the machine's speed touches both alike
+            for round_number in range(1, args.rounds + 1):
+                floors.append(run_floor(args, sessions, model_url))
+                print(f"{sessions} sessions, round {round_number}, floor:  {json.dumps(floors[-1])}", flush=True)
+                hearths.append(run_hearth(args, sessions, model_url))
+                print(f"{sessions} sessions, round {round_number}, hearth: {json.dumps(hearths[-1])}", flush=True)
         finally:
             stop(sim)
-        results.append((sessions, floor, hearth))
+        results.append((sessions, median(floors), median(hearths)))
     text = table(results, args)
     args.out.write_text(text)
     print(text)

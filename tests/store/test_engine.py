@@ -167,3 +167,69 @@ async def test_errors_never_carry_parameters(tmp_path: Path) -> None:
         assert "no such table" in str(caught.value)
     finally:
         await db.aclose()
+
+
+async def test_inline_writes_wait_in_the_thread_when_another_writer_holds_the_lock(tmp_path: Path) -> None:
+    """The event loop never waits for SQLite's write lock: a busy lock sends the write to the writer thread."""
+    import asyncio
+    import sqlite3
+
+    from hearth.store import ConversationRepository, PlainTextCodec
+
+    path = tmp_path / "hearth.db"
+    db = Database(f"sqlite:///{path}")
+    await upgrade(db)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        user = await UserRepository(db).create_user("alice")
+        repo = ConversationRepository(db, PlainTextCodec())
+        other.execute("BEGIN IMMEDIATE")  # another process's writer
+        accepting = asyncio.create_task(repo.accept_message(
+            conversation_id=None, user_id=user.id, channel="t", external_ref=None, dedup_key="k", text="hi"))
+        ticks = 0
+        while not accepting.done() and ticks < 20:  # the loop keeps running meanwhile
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not accepting.done()
+        other.execute("COMMIT")
+        accepted = await asyncio.wait_for(accepting, 5)
+        assert accepted.created and accepted.message.content == "hi"
+        # and the inline path works again afterwards
+        again = await repo.accept_message(conversation_id=None, user_id=user.id, channel="t", external_ref=None,
+                                          dedup_key="k2", text="again")
+        assert again.created
+    finally:
+        other.close()
+        await db.aclose()
+
+
+async def test_inline_writes_are_checkpointed_off_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from hearth.store import ConversationRepository, PlainTextCodec
+    from hearth.store import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "CHECKPOINT_EVERY", 5)
+    db = Database(f"sqlite:///{tmp_path / 'hearth.db'}")
+    checkpoints: list[str] = []
+    original = db._checkpoint
+
+    def counting() -> None:
+        import threading
+
+        checkpoints.append(threading.current_thread().name)
+        original()
+
+    monkeypatch.setattr(db, "_checkpoint", counting)
+    await upgrade(db)
+    try:
+        user = await UserRepository(db).create_user("alice")
+        repo = ConversationRepository(db, PlainTextCodec())
+        for i in range(12):
+            await repo.accept_message(conversation_id=None, user_id=user.id, channel="t", external_ref=None,
+                                      dedup_key=f"k{i}", text="x")
+        await asyncio.sleep(0.2)
+        assert len(checkpoints) == 2
+        assert all(name.startswith("hearth-db-write") for name in checkpoints)
+    finally:
+        await db.aclose()

@@ -114,6 +114,7 @@ class Memory:
         self._events = events
         self._cache_size = cache_size
         self._memos: OrderedDict[str, _Memo] = OrderedDict()
+        self._system_cost: dict[str | None, int] = {}
 
     @property
     def prompt_budget(self) -> int:
@@ -125,7 +126,7 @@ class Memory:
         """The messages to send for ``message`` (a stored user message) in ``conversation``."""
         current = UserContent(message.content)
         fixed = estimate_tools(list(tools)) + estimate_message(current)
-        if fixed + estimate_text(self._settings.system_prompt) + 8 > self.prompt_budget:
+        if fixed + self._system_tokens(None) > self.prompt_budget:
             raise ContextTooLong(
                 f"message {message.id} needs ~{fixed} tokens, budget {self.prompt_budget}",
                 user_message="That message is too long for the model's context; please shorten it or "
@@ -200,8 +201,15 @@ class Memory:
         return text
 
     def _system_tokens(self, summary: str | None) -> int:
-        text = self._system_text(summary)
-        return estimate_text(text) + 8 if text else 0
+        # the same system prompt (and summary) is measured on every turn: remember the last answers
+        cached = self._system_cost.get(summary)
+        if cached is None:
+            text = self._system_text(summary)
+            cached = estimate_text(text) + 8 if text else 0
+            if len(self._system_cost) > 256:
+                self._system_cost.clear()
+            self._system_cost[summary] = cached
+        return cached
 
     @staticmethod
     def _fit(turns: Sequence[_Turn], available: int) -> list[_Turn]:

@@ -44,6 +44,68 @@ BreakerState = Literal["closed", "open", "half_open"]
 Clock = Callable[[], float]
 
 
+class _Watchdog:
+    """The first-token, between-token and total time limits of one attempt, on a single timer.
+
+    ``asyncio.timeout`` per token would create and cancel a timer for every token of every answer;
+    this arms one timer and moves its deadline by updating a number. Like ``asyncio.timeout`` it
+    cancels the waiting task and turns that cancellation into an error, but only while the task waits
+    for the model: the time the consumer spends between tokens is not the model's.
+    """
+
+    __slots__ = ("deadline", "fired", "first", "handle", "idle", "loop", "name", "started", "task", "waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, idle: float, deadline: float, name: str) -> None:
+        self.loop = loop
+        self.idle = idle
+        self.deadline = deadline
+        self.name = name
+        self.task = asyncio.current_task()
+        self.started = 0.0
+        self.waiting = False
+        self.fired = False
+        self.first = True
+        self.handle: asyncio.TimerHandle | None = None
+
+    async def next(self, source: AsyncIterator[ChatChunk]) -> ChatChunk:
+        self.started = self.loop.time()
+        if self.started >= self.deadline:
+            raise ModelTimeout(f"{self.name}: the answer exceeded the total time limit")
+        self.waiting = True
+        if self.handle is None:
+            self.handle = self.loop.call_at(min(self.started + self.idle, self.deadline), self._check)
+        try:
+            chunk = await anext(source)
+        except asyncio.CancelledError:
+            if not self.fired or self.task is None:
+                raise
+            self.task.uncancel()  # our own cancellation: report it as the timeout it is
+            if self.loop.time() >= self.deadline:
+                raise ModelTimeout(f"{self.name}: the answer exceeded the total time limit") from None
+            what = "first token" if self.first else "next token"
+            raise ModelTimeout(f"{self.name}: no {what} within {self.idle:g}s") from None
+        finally:
+            self.waiting = False
+        self.first = False
+        return chunk
+
+    def _check(self) -> None:
+        self.handle = None
+        if not self.waiting:
+            return  # re-armed by the next wait
+        due = min(self.started + self.idle, self.deadline)
+        if self.loop.time() >= due and self.task is not None:
+            self.fired = True
+            self.task.cancel()
+        else:
+            self.handle = self.loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
 class CircuitBreaker:
     """Consecutive-failure breaker with a single trial request after the cool-down."""
 
@@ -220,18 +282,27 @@ class ModelRouter:
     async def _attempts(
         self, endpoint: _Endpoint, request: ChatRequest, deadline: float,
     ) -> AsyncGenerator[ChatChunk, None]:
-        """Try one endpoint with retries; yields the answer once its first chunk arrived."""
+        """Try one endpoint, with retries, until its answer starts; then stream it to the end."""
         loop = asyncio.get_running_loop()
         policy = self._settings.retry
         attempt = 0
         yielded = False
         while True:
             attempt += 1
+            watch = _Watchdog(loop, self._settings.first_token_timeout, deadline, endpoint.name)
             try:
-                async with aclosing(self._one_attempt(endpoint, request, deadline)) as chunks:
-                    async for chunk in chunks:
+                async with aclosing(endpoint.provider.stream(request)) as source:
+                    while True:
+                        try:
+                            chunk = await watch.next(source)
+                        except StopAsyncIteration:
+                            if not yielded:
+                                raise ModelUnavailable(f"{endpoint.name}: empty answer") from None
+                            break
                         yielded = True
                         yield chunk
+                        if chunk.done:
+                            break
                 if endpoint.breaker.record_success():
                     self._events.emit(Event("model.breaker", properties={"endpoint": endpoint.name,
                                                                           "state": "closed"}))
@@ -251,33 +322,8 @@ class ModelRouter:
                 if loop.time() + pause >= deadline:
                     raise
                 await asyncio.sleep(pause)
-
-    async def _one_attempt(
-        self, endpoint: _Endpoint, request: ChatRequest, deadline: float,
-    ) -> AsyncGenerator[ChatChunk, None]:
-        loop = asyncio.get_running_loop()
-        idle = self._settings.first_token_timeout
-        first = True
-        async with aclosing(endpoint.provider.stream(request)) as source:
-            iterator = aiter(source)
-            while True:
-                limit = min(loop.time() + idle, deadline)
-                try:
-                    async with asyncio.timeout_at(limit):
-                        chunk = await anext(iterator)
-                except StopAsyncIteration:
-                    if first:
-                        raise ModelUnavailable(f"{endpoint.name}: empty answer") from None
-                    return
-                except TimeoutError:
-                    if limit >= deadline:
-                        raise ModelTimeout(f"{endpoint.name}: the answer exceeded the total time limit") from None
-                    what = "first token" if first else "next token"
-                    raise ModelTimeout(f"{endpoint.name}: no {what} within {idle:g}s") from None
-                first = False
-                yield chunk
-                if chunk.done:
-                    return
+            finally:
+                watch.close()
 
     def _emit_request(
         self, endpoint: _Endpoint, outcome: str, started: float, first_token_at: float | None,

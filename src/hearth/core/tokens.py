@@ -19,17 +19,14 @@ MESSAGE_OVERHEAD = 4
 
 
 def estimate_text(text: str) -> int:
+    """Words and symbols, or a quarter of the characters if more (long words split into several
+    tokens); characters outside ASCII (CJK and other dense scripts) count one each."""
     if not text:
         return 0
-    pieces = 0
-    for match in _PIECES.finditer(text):
-        word = match.group()
-        # long words split into several tokens; CJK and other dense scripts count per character
-        if not word.isascii():
-            pieces += len(word)
-        else:
-            pieces += 1 + len(word) // 6
-    return max(pieces, len(text) // 4)
+    pieces = len(_PIECES.findall(text))
+    if not text.isascii():
+        pieces += sum(1 for c in text if ord(c) > 127)
+    return max(pieces, len(text) // 4 + 1)
 
 
 def estimate_message(message: ModelMessage) -> int:

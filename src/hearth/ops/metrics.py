@@ -6,6 +6,8 @@ process never share counters. Names follow Prometheus conventions (``_total``, `
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -35,19 +37,29 @@ class Metrics:
         self.tool_calls = Counter("hearth_tool_calls_total", "Tool calls by tool and outcome", ["tool", "outcome"],
                                   registry=r)
         self.recovered = Counter("hearth_turns_recovered_total", "Turns re-run after a restart", registry=r)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Counter | Histogram | Gauge, *labels: str) -> Any:
+        """``metric.labels(...)``, remembered: looking a child up takes a lock and several dicts."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def on_event(self, event: Event) -> None:
         p = event.properties
         name = event.name
         if name == "turn.completed":
-            self.turns.labels(p.get("channel", ""), "ok").inc()
-            self.turn_seconds.labels(p.get("channel", "")).observe(float(p.get("seconds", 0.0)))
+            channel = p.get("channel", "")
+            self._child(self.turns, channel, "ok").inc()
+            self._child(self.turn_seconds, channel).observe(float(p.get("seconds", 0.0)))
         elif name == "turn.failed":
-            self.turns.labels(p.get("channel", ""), str(p.get("error", "failed"))).inc()
+            self._child(self.turns, p.get("channel", ""), str(p.get("error", "failed"))).inc()
         elif name == "model.request":
-            self.model_requests.labels(p["endpoint"], p["outcome"]).inc()
+            self._child(self.model_requests, p["endpoint"], p["outcome"]).inc()
             if p.get("first_token_seconds") is not None:
-                self.model_first_token.labels(p["endpoint"]).observe(float(p["first_token_seconds"]))
+                self._child(self.model_first_token, p["endpoint"]).observe(float(p["first_token_seconds"]))
         elif name == "model.failover":
             self.model_failovers.inc()
         elif name == "model.breaker":

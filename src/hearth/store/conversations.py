@@ -272,7 +272,7 @@ class ConversationRepository:
         meta_value = dict(meta) if meta else {}
         for attempt in range(3):
             try:
-                return await self._db.write(
+                return await self._db.write_inline(
                     self._accept_tx, conversation_id, user_id, channel, external_ref, dedup_key, content, meta_value,
                     attempts,
                 )
@@ -405,7 +405,7 @@ class ConversationRepository:
                 "dedup_key": None, "status": None, "reply_to": user_message_id, "error_code": None,
                 "error_message": None, "attempts": 0, "created_at": now,
             })
-        return await self._db.write(self._complete_turn_tx, user_message_id, rows, now)
+        return await self._db.write_inline(self._complete_turn_tx, user_message_id, rows, now)
 
     def _complete_turn_tx(
         self, conn: Connection, /, user_message_id: int, rows: list[dict[str, Any]], now: datetime
@@ -428,11 +428,11 @@ class ConversationRepository:
     async def fail_turn(self, user_message_id: int, code: str, message: str) -> bool:
         """Close a pending turn as failed with an error for the user; ``False`` if it was not pending."""
         params = {"p_id": user_message_id, "code": code, "message": message}
-        return bool(await self._db.write(_rowcount, _FAIL_TURN, params))
+        return bool(await self._db.write_inline(_rowcount, _FAIL_TURN, params))
 
     async def start_attempt(self, user_message_id: int) -> int:
         """Count one more attempt at a turn and return the count (1 for the first)."""
-        attempts = await self._db.write(_scalar, _START_ATTEMPT, {"p_id": user_message_id})
+        attempts = await self._db.write_inline(_scalar, _START_ATTEMPT, {"p_id": user_message_id})
         if attempts is None:
             raise NotFound(f"message {user_message_id} not found")
         return int(attempts)

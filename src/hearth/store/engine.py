@@ -41,6 +41,8 @@ the SQLite thread still finishes there (committing, for a write): callers dedup 
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,6 +56,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from hearth.errors import ConfigError, StorageError
+
+_log = logging.getLogger("hearth.store")
+# Inline writes (see Database.write_inline) leave checkpoints to the writer thread, this often.
+CHECKPOINT_EVERY = 500
 
 __all__ = ["ConstraintViolation", "Database", "create_engine", "sqlite_path"]
 
@@ -152,7 +158,8 @@ def _sqlite_engine(sa_url: URL) -> Engine:
     def _begin(conn: Connection) -> None:
         # Reads carry no BEGIN at all: each statement is its own snapshot.
         if conn.get_execution_options().get(_WRITE_OPTION):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # straight to sqlite3: this runs for every write, and needs no result handling
+            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
     return engine
 
@@ -175,6 +182,12 @@ class Database:
             self._async_read = engine.execution_options(isolation_level="AUTOCOMMIT")
         else:
             self._sync_write = engine.execution_options(**{_WRITE_OPTION: True})
+            # the writer thread keeps one connection: no pool checkout per transaction
+            self._write_conn: Connection | None = None
+            # and the event loop one of its own, for write_inline; file databases only
+            self._inline_conn: Connection | None = None
+            self._inline_ok = sqlite_path(self.url) is not None
+            self._since_checkpoint = 0
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="hearth-db-write")
             # The one connection of an in-memory database must not be used by two threads at once.
             self._readers = (
@@ -219,11 +232,89 @@ class Database:
                 async with self._async_write.begin() as conn:
                     return await conn.run_sync(call)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._writer, _run_write, self._sync_write, call)
+            return await loop.run_in_executor(self._writer, self._run_write, call)
         except IntegrityError as exc:
             raise ConstraintViolation(_describe(exc)) from exc
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(_describe(exc)) from exc
+
+    async def write_inline(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Like ``write``, for the short transactions on the path of every message.
+
+        On SQLite the transaction runs right here on the event loop when the write lock is free:
+        a thread hand-off (future, wake-up, GIL switch) costs about as much CPU as the transaction
+        itself. The connection used here never waits for a lock (``busy_timeout=0``): when another
+        writer holds it, the call goes to the writer thread like ``write``. It never checkpoints
+        either: every ``CHECKPOINT_EVERY`` commits a passive checkpoint runs on the writer thread,
+        so the event loop never does checkpoint I/O. Only for statements that touch a few rows.
+        """
+        if isinstance(self.engine, AsyncEngine) or not self._inline_ok:
+            return await self.write(fn, *args, **kwargs)
+        self._check_open()
+        conn = self._inline_conn
+        if conn is None:
+            conn = self._inline_conn = self.engine.connect()
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA busy_timeout=0")
+            raw.execute("PRAGMA wal_autocheckpoint=0")
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return await self.write(fn, *args, **kwargs)  # another writer: wait in the thread
+            self._drop_inline_conn()
+            raise StorageError(_describe(exc)) from exc
+        try:
+            with conn.begin():  # emits no BEGIN of its own (no write option): commits ours
+                result = fn(conn, *args, **kwargs)
+        except IntegrityError as exc:
+            raise ConstraintViolation(_describe(exc)) from exc
+        except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
+            self._drop_inline_conn()
+            raise StorageError(_describe(exc)) from exc
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            asyncio.get_running_loop().run_in_executor(self._writer, self._checkpoint).add_done_callback(
+                _log_checkpoint_failure)
+        return result
+
+    def _checkpoint(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _drop_inline_conn(self) -> None:
+        if self._inline_conn is not None:
+            try:
+                if self._inline_conn.connection.driver_connection is not None:
+                    self._inline_conn.connection.driver_connection.rollback()
+            except sqlite3.Error:
+                pass
+            self._inline_conn.invalidate()
+            self._inline_conn = None
+
+    def _run_write(self, call: Callable[[Connection], T]) -> T:
+        """In the writer thread: one transaction on its long-lived connection."""
+        conn = self._write_conn
+        if conn is None:
+            conn = self._write_conn = self._sync_write.connect()
+        try:
+            with conn.begin():
+                return call(conn)
+        except BaseException:
+            if conn.invalidated or conn.closed:  # a broken connection is replaced at the next write
+                self._drop_write_conn()
+            raise
+
+    def _drop_write_conn(self) -> None:
+        if self._write_conn is not None:
+            self._write_conn.close()
+            self._write_conn = None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -243,7 +334,16 @@ class Database:
             return
         engine = self.engine
 
+        if self._inline_conn is not None:
+            self._inline_conn.close()
+            self._inline_conn = None
+
         def shut_down() -> None:
+            self._writer.submit(self._drop_write_conn).result()
+            try:
+                self._checkpoint()  # leave a short WAL behind
+            except (SQLAlchemyError, OSError) as exc:
+                _log.warning("final WAL checkpoint failed: %s", _describe(exc))
             self._writer.shutdown(wait=True)
             self._readers.shutdown(wait=True)
             engine.dispose()
@@ -256,9 +356,11 @@ def _run_read(engine: Engine, call: Callable[[Connection], T]) -> T:
         return call(conn)
 
 
-def _run_write(engine: Engine, call: Callable[[Connection], T]) -> T:
-    with engine.begin() as conn:
-        return call(conn)
+
+
+def _log_checkpoint_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        _log.warning("WAL checkpoint failed: %s", future.exception())
 
 
 def _select_one(conn: Connection) -> None:

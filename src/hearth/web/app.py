@@ -71,11 +71,19 @@ class RequestContext:
 
 
 class PortDispatcher:
-    """Routes each connection to the app for the local port it came in on."""
+    """Routes each connection to the app for the local port it came in on.
 
-    def __init__(self, apps: Mapping[int, ASGIApp], default: ASGIApp) -> None:
+    ``/ws`` on the ports that serve it goes straight to the WebSocket channel: every answer is a
+    stream of frames, and each frame would otherwise pass through Starlette's routing, exception
+    and request-context wrappers, which the channel does not need.
+    """
+
+    def __init__(self, apps: Mapping[int, ASGIApp], default: ASGIApp,
+                 websocket: ASGIApp | None = None, websocket_ports: frozenset[int] = frozenset()) -> None:
         self._apps = dict(apps)
         self._default = default
+        self._websocket = websocket
+        self._websocket_ports = websocket_ports
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -88,7 +96,12 @@ class PortDispatcher:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         server = scope.get("server")
-        app = self._apps.get(server[1], self._default) if server else self._default
+        port = server[1] if server else None
+        if (self._websocket is not None and scope["type"] == "websocket" and scope["path"] == "/ws"
+                and port in self._websocket_ports):
+            await self._websocket(scope, receive, send)
+            return
+        app = self._apps.get(port, self._default) if port is not None else self._default
         await app(scope, receive, send)
 
 
@@ -117,6 +130,7 @@ def build_app(parts: WebParts, ports: Mapping[int, set[str]]) -> PortDispatcher:
                                Route("/readyz", readyz_endpoint(parts.readiness), methods=["GET", "HEAD"])]
     apps: dict[int, ASGIApp] = {}
     default: ASGIApp | None = None
+    websocket_ports = frozenset(port for port, roles in ports.items() if roles & {PUBLIC, WEBSOCKET})
     for port, roles in ports.items():
         routes: list[BaseRoute] = list(health)
         if PUBLIC in roles or WEBSOCKET in roles:
@@ -135,4 +149,4 @@ def build_app(parts: WebParts, ports: Mapping[int, set[str]]) -> PortDispatcher:
         if PUBLIC in roles or default is None:
             default = app
     assert default is not None, "at least one port"
-    return PortDispatcher(apps, default)
+    return PortDispatcher(apps, default, parts.websocket, websocket_ports)

@@ -55,7 +55,7 @@ class WebSocketChannel:
         if actor is None:
             return
         self._emit("ws.connected", actor)
-        session = _Session(ws, actor, self._inbox, self._max_bytes)
+        session = _Session(ws, actor, self._inbox, self._max_bytes, send)
         try:
             await session.run()
         finally:
@@ -95,8 +95,9 @@ class WebSocketChannel:
 
 
 class _Session:
-    def __init__(self, ws: WebSocket, actor: Actor, inbox: Inbox, max_bytes: int) -> None:
+    def __init__(self, ws: WebSocket, actor: Actor, inbox: Inbox, max_bytes: int, raw_send: Send) -> None:
         self.ws = ws
+        self.raw_send = raw_send
         self.actor = actor
         self.inbox = inbox
         self.max_bytes = max_bytes
@@ -179,6 +180,7 @@ class _Session:
             if self.ws.application_state is not WebSocketState.CONNECTED:
                 return
             try:
-                await self.ws.send_text(encode(frame))
-            except (WebSocketDisconnect, RuntimeError, OSError):
+                # the raw ASGI send: Starlette's wrapper re-checks state we have just checked
+                await self.raw_send({"type": "websocket.send", "text": encode(frame)})
+            except Exception:  # the peer is gone (each server says so with its own exception)
                 self.open = False

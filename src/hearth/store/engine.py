@@ -285,7 +285,9 @@ class Database:
         return result
 
     def _checkpoint(self) -> None:
-        with self.engine.connect() as conn:
+        engine = self.engine
+        assert isinstance(engine, Engine), "SQLite only"
+        with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _drop_inline_conn(self) -> None:

@@ -79,7 +79,7 @@ def serve() -> None:
         runtime = await Runtime.create(settings)
         try:
             await runtime.start()
-            await runtime.serve(stop=stop)
+            await runtime.serve(stop=stop, tune=True)
         finally:
             await runtime.aclose()
 

@@ -43,6 +43,7 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._cache: OrderedDict[str, tuple[Actor, int, float]] = OrderedDict()
         self._touched: dict[int, float] = {}
+        self._verifying: dict[str, asyncio.Future[tuple[Actor, int]]] = {}
 
     async def authenticate(self, token: str | None, *, channel: str = "") -> Actor:
         """The actor a key belongs to; ``Unauthenticated`` for a missing, malformed, wrong or revoked key."""
@@ -56,6 +57,18 @@ class Authenticator:
             actor, key_id, _ = cached
             await self._touch(key_id, now)
             return actor if actor.channel == channel else _with_channel(actor, channel)
+        # Many connections presenting one key at once (a client reconnecting its sessions after a
+        # restart) share one argon2 verification instead of paying one each.
+        pending = self._verifying.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._verify(token, key))
+            self._verifying[key] = pending
+            pending.add_done_callback(lambda _: self._verifying.pop(key, None))
+        actor, key_id = await asyncio.shield(pending)
+        await self._touch(key_id, time.monotonic())
+        return actor if actor.channel == channel else _with_channel(actor, channel)
+
+    async def _verify(self, token: str, key: str) -> tuple[Actor, int]:
         prefix = parse_prefix(token)
         if prefix is None:
             raise Unauthenticated("malformed API key")
@@ -65,12 +78,11 @@ class Authenticator:
         record, user = found
         if not await asyncio.to_thread(self._hasher.verify, record.secret_hash, token):
             raise Unauthenticated("wrong API key")
-        actor = actor_for(user, channel=channel)
-        self._cache[key] = (actor, record.id, now + self._cache_seconds)
+        actor = actor_for(user)
+        self._cache[key] = (actor, record.id, time.monotonic() + self._cache_seconds)
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        await self._touch(record.id, now)
-        return actor
+        return actor, record.id
 
     def forget(self) -> None:
         """Drop every cached verification (after a revocation or a role change)."""

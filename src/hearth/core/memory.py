@@ -168,9 +168,12 @@ class Memory:
                                                     before_id=message.id, limit=HISTORY_WINDOW)
                 self._append(memo, _group_turns(records))
             return memo
-        records = await self._store.history(
-            conversation.id, after_id=conversation.summary_upto, before_id=message.id, limit=HISTORY_WINDOW)
         memo = _Memo(conversation.summary, conversation.summary_upto, last_turn=conversation.summary_upto or 0)
+        if conversation.last_turn is None and conversation.summary_upto is None:
+            records = []  # no turn of this conversation has completed: nothing to read
+        else:
+            records = await self._store.history(
+                conversation.id, after_id=conversation.summary_upto, before_id=message.id, limit=HISTORY_WINDOW)
         self._append(memo, _group_turns(records))
         self._memos[conversation.id] = memo
         if len(self._memos) > self._cache_size:

@@ -45,7 +45,7 @@ from hearth.web.admin import AdminApi
 from hearth.web.app import WebParts, build_app
 from hearth.web.health import CheckResult, Readiness
 
-from .server import Listeners, bind, run_server, server_config
+from .server import Listeners, bind, run_server, server_config, tune_gc
 
 _log = logging.getLogger("hearth.runtime")
 
@@ -184,13 +184,19 @@ class Runtime:
         listeners: Listeners | None = None,
         stop: asyncio.Event | None = None,
         on_ready: Callable[[Listeners], Awaitable[None] | None] | None = None,
+        tune: bool = False,
     ) -> None:
-        """Serve until ``stop`` is set; binds the configured ports unless ``listeners`` are given."""
+        """Serve until ``stop`` is set; binds the configured ports unless ``listeners`` are given.
+
+        ``tune`` sets process-wide garbage collection for a server (``hearth serve`` does; a test that
+        runs hearth inside its own process does not)."""
         server = self.settings.server
         listeners = listeners or bind(server)
         stop = stop or asyncio.Event()
         config = server_config(server, listeners)
         app = self.web_app(listeners)
+        if tune:
+            tune_gc()
         scheme = "https" if server.tls_cert else "http"
         _log.info("hearth listening: %s://%s:%d (API, /ws), ws port %d, admin port %d%s", scheme, server.host,
                   listeners.ports["http"], listeners.ports["ws"], listeners.ports["admin"],

@@ -70,7 +70,7 @@ async def run_doctor(console: Console) -> bool:
         status = OK if result.ok else WARN
         add(f"model {endpoint.name}", status, f"{result.detail} ({result.latency_ms:.0f} ms)")
     if not any(r[0].startswith("model ") and r[1] == OK for r in rows):
-        rows.append(("model", WARN, "no endpoint is usable: hearth runs, and tells users no model is available"))
+        add("model", FAIL, "no endpoint is usable: hearth runs, but tells users that no model is available")
 
     if settings.hearth_tls_cert:
         try:

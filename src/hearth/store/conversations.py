@@ -39,6 +39,7 @@ from sqlalchemy.sql.expression import ColumnClause, Executable
 from hearth.errors import InvalidRequest, NotFound, StorageError
 from hearth.store.codec import MessageCodec
 from hearth.store.engine import ConstraintViolation, Database
+from hearth.store.fastpath import SqliteTurns
 from hearth.store.records import Accepted, ConversationRecord, MessageRecord, NewMessage
 from hearth.store.schema import conversations, messages, users, utcnow
 
@@ -196,6 +197,8 @@ class ConversationRepository:
     def __init__(self, db: Database, codec: MessageCodec) -> None:
         self._db = db
         self._codec = codec
+        # SQLite file databases take the two per-message transactions on the fast path
+        self._fast = SqliteTurns(codec) if db.inline_sqlite else None
 
     # --- conversations ------------------------------------------------------------------------
 
@@ -272,6 +275,12 @@ class ConversationRepository:
         meta_value = dict(meta) if meta else {}
         for attempt in range(3):
             try:
+                if self._fast is not None:
+                    accepted = await self._db.write_sqlite(
+                        self._fast.accept, conversation_id, user_id, channel, external_ref, dedup_key, content,
+                        meta_value, attempts, utcnow())
+                    if accepted is not None:
+                        return accepted
                 return await self._db.write_inline(
                     self._accept_tx, conversation_id, user_id, channel, external_ref, dedup_key, content, meta_value,
                     attempts,
@@ -405,6 +414,10 @@ class ConversationRepository:
                 "dedup_key": None, "status": None, "reply_to": user_message_id, "error_code": None,
                 "error_message": None, "attempts": 0, "created_at": now,
             })
+        if self._fast is not None:
+            stored = await self._db.write_sqlite(self._fast.complete, user_message_id, rows, now)
+            if stored is not None:
+                return stored
         return await self._db.write_inline(self._complete_turn_tx, user_message_id, rows, now)
 
     def _complete_turn_tx(

@@ -252,27 +252,77 @@ class Database:
         """
         if isinstance(self.engine, AsyncEngine) or not self._inline_ok:
             return await self.write(fn, *args, **kwargs)
+        conn = self._inline_connection()
+
+        def run(raw: sqlite3.Connection) -> T:
+            with conn.begin():  # emits no BEGIN of its own (no write option): commits ours
+                return fn(conn, *args, **kwargs)
+
+        return await self._inline(run, lambda: self.write(fn, *args, **kwargs))
+
+    async def write_sqlite(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``write_inline`` for a function of the sqlite3 connection itself (``store.fastpath``).
+
+        SQLite only. The function runs inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` if it
+        raises), on the event loop when the lock is free, else in the writer thread.
+        """
+        if isinstance(self.engine, AsyncEngine):
+            raise TypeError("write_sqlite is for SQLite databases")
+
+        def in_thread(conn: Connection) -> T:
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            return fn(raw, *args, **kwargs)
+
+        if not self._inline_ok:
+            return await self.write(in_thread)
+        self._inline_connection()
+
+        def run(raw: sqlite3.Connection) -> T:
+            try:
+                result = fn(raw, *args, **kwargs)
+            except BaseException:
+                if raw.in_transaction:  # some errors (a full disk) have already ended it
+                    raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+            return result
+
+        return await self._inline(run, lambda: self.write(in_thread))
+
+    @property
+    def inline_sqlite(self) -> bool:
+        """True for a SQLite file database, where ``write_inline``/``write_sqlite`` run on the loop."""
+        return not isinstance(self.engine, AsyncEngine) and self._inline_ok
+
+    def _inline_connection(self) -> Connection:
         self._check_open()
         conn = self._inline_conn
         if conn is None:
-            conn = self._inline_conn = self.engine.connect()
+            conn = self._inline_conn = self.engine.connect()  # type: ignore[assignment]
+            assert conn is not None
             raw = conn.connection.driver_connection
             assert raw is not None
             raw.execute("PRAGMA busy_timeout=0")
             raw.execute("PRAGMA wal_autocheckpoint=0")
+        return conn
+
+    async def _inline(self, run: Callable[[sqlite3.Connection], T], fallback: Callable[[], Any]) -> T:
+        conn = self._inline_connection()
         raw = conn.connection.driver_connection
-        assert raw is not None
+        assert isinstance(raw, sqlite3.Connection)
         try:
             raw.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                return await self.write(fn, *args, **kwargs)  # another writer: wait in the thread
+                return await fallback()  # type: ignore[no-any-return]  # another writer: wait in the thread
             self._drop_inline_conn()
             raise StorageError(_describe(exc)) from exc
         try:
-            with conn.begin():  # emits no BEGIN of its own (no write option): commits ours
-                result = fn(conn, *args, **kwargs)
-        except IntegrityError as exc:
+            result = run(raw)
+        except (IntegrityError, sqlite3.IntegrityError) as exc:
             raise ConstraintViolation(_describe(exc)) from exc
         except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
             self._drop_inline_conn()

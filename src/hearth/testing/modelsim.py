@@ -483,11 +483,12 @@ def _split(text: str) -> list[str]:
 
 
 def fixed_length(tokens: int, ttft: float, gap: float) -> Responder:
-    """The echo, padded or trimmed to exactly ``tokens`` chunks."""
+    """The echo, padded or trimmed to exactly ``tokens`` chunks; with ``tokens`` 0, the echo as it is."""
     def respond(request: SimRequest) -> Turn:
         words = word_tokens(f"You said: {request.last_user_text}")
-        chunks = list(itertools.islice(itertools.chain(words, itertools.repeat(" more")), tokens))
-        return Turn(tokens=chunks, ttft=ttft, gap=gap)
+        if tokens > 0:
+            words = list(itertools.islice(itertools.chain(words, itertools.repeat(" more")), tokens))
+        return Turn(tokens=words, ttft=ttft, gap=gap)
     return respond
 
 
@@ -511,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=11434, help="port (0 picks a free one; default 11434)")
     parser.add_argument("--ttft", type=float, default=0.05, help="seconds before the first byte (default 0.05)")
     parser.add_argument("--gap", type=float, default=0.002, help="seconds between chunks (default 0.002)")
-    parser.add_argument("--tokens", type=int, default=5, help="chunks per reply (default 5)")
+    parser.add_argument("--tokens", type=int, default=5, help="chunks per reply (default 5; 0: the echo as it is)")
     parser.add_argument("--models", nargs="+", default=["llama3.2"], help="models served (default llama3.2)")
     asyncio.run(_serve(parser.parse_args(argv)))
 

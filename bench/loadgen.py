@@ -14,6 +14,7 @@ import asyncio
 import os
 import time
 import uuid
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -22,23 +23,23 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
 def cpu_split(pid: int) -> tuple[float, float, int]:
     """User and system seconds, and context switches (all threads)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     switches = 0
     for task in os.listdir(f"/proc/{pid}/task"):
-        for line in open(f"/proc/{pid}/task/{task}/status"):
+        for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
             if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                 switches += int(line.split()[1])
     return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS, switches
 
 
 def rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0

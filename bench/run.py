@@ -74,13 +74,15 @@ def run_hearth(args: argparse.Namespace, sessions: int, model_url: str) -> dict[
            "HEARTH_HTTP_PORT": str(port), "HEARTH_WS_PORT": str(ws_port), "HEARTH_ADMIN_PORT": str(admin_port),
            "HEARTH_LOG_LEVEL": "warning", "MESSAGE_RETENTION_DAYS": "0", "AI_MODEL_MAX_CONCURRENCY": "256",
            "AI_MODEL_QUEUE_SIZE": "4096"}
-    proc = subprocess.Popen([PY, "-m", "hearth.cli", "serve"], env=env, stderr=open(data / "serve.log", "wb"))
+    log = (data / "serve.log").open("wb")
+    proc = subprocess.Popen([PY, "-m", "hearth.cli", "serve"], env=env, stderr=log)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         token = (data / "admin.key").read_text().strip()
         return load(args, sessions, f"ws://127.0.0.1:{ws_port}/ws", proc.pid, token=token)
     finally:
         stop(proc)
+        log.close()
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -130,15 +132,15 @@ def table(results: list[tuple[int, dict[str, object], dict[str, object]]], args:
     lines = [
         "# hearth benchmark",
         "",
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
-        f" · Python {platform.python_version()} · `make bench`",
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()}) · Python {platform.python_version()} · `make bench`",
         "",
         f"Offered load {args.rate:g} messages/s in total, open loop (each session keeps its conversation and sends on "
         f"a fixed schedule); {args.warmup:g} s warm-up, then {args.duration:g} s measured; {args.rounds} alternating "
         "rounds of floor and hearth, each figure the median of its rounds. Model simulator: "
-        f"{args.ttft * 1000:g} ms to the first token, {args.tokens} tokens {args.gap * 1000:g} ms apart. Latency is from "
-        "sending a message frame to its `done` frame. CPU is the server process's user+system time in the window "
-        "divided by the messages answered in it; RSS is its peak. The floor is a 40-line Starlette WebSocket relay "
+        f"{args.ttft * 1000:g} ms to the first token, {args.tokens} tokens {args.gap * 1000:g} ms apart. "
+        "Latency is from sending a message frame to its `done` frame. CPU is the server process's user+system "
+        "time in the window divided by the messages answered in it; RSS is its peak. The floor is a 40-line Starlette WebSocket relay "
         "to the model over aiohttp (`bench/floor.py`), nothing stored, served by the same server (Hypercorn on "
         "uvloop); hearth stores every message and answer in SQLite, with memory, auth and dedup.",
         "",
@@ -148,8 +150,9 @@ def table(results: list[tuple[int, dict[str, object], dict[str, object]]], args:
     verdicts = []
     for sessions, floor, hearth in results:
         for name, r in (("floor", floor), ("hearth", hearth)):
-            lines.append(f"| {sessions} | {name} | {r['messages_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                         f"{r['cpu_ms_per_message']:.2f} | {r['rss_mb']:.0f} | {int(r['errors']) + int(r['lost'])} |")
+            lines.append(f"| {sessions} | {name} | {r['messages_per_s']:.1f} | {r['p50_ms']:.1f} | "
+                         f"{r['p99_ms']:.1f} | {r['cpu_ms_per_message']:.2f} | {r['rss_mb']:.0f} | "
+                         f"{int(r['errors']) + int(r['lost'])} |")
         p99_gap = float(hearth["p99_ms"]) - float(floor["p99_ms"])
         cpu_ratio = float(hearth["cpu_ms_per_message"]) / float(floor["cpu_ms_per_message"])
         verdicts.append((sessions, float(hearth["messages_per_s"]), p99_gap, cpu_ratio,

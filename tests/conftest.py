@@ -1,3 +1,3 @@
 """Fixtures shared by the whole suite live in ``tests/support`` and are registered here."""
 
-pytest_plugins = ["tests.support.hearth", "tests.support.postgres"]
+pytest_plugins = ["tests.support.hearth", "tests.support.runtime", "tests.support.postgres"]

@@ -11,8 +11,7 @@ from hearth.core.identity import actor_for
 from hearth.runtime import Runtime
 from hearth.testing.modelsim import ModelSimulator, SimRequest, Turn
 from hearth.types import Actor
-
-from .conftest import ScriptedTools, send
+from tests.support.runtime import ScriptedTools, send
 
 
 async def test_a_tool_call_round_trip(runtime: Runtime, admin: Actor, sim: ModelSimulator,

@@ -9,8 +9,7 @@ from hearth.core.inbox import INTERRUPTED
 from hearth.runtime import Runtime
 from hearth.testing.modelsim import ModelSimulator, Turn
 from hearth.types import Actor, Envelope, Event
-
-from .conftest import send
+from tests.support.runtime import send
 
 
 async def accept_only(runtime: Runtime, actor: Actor, text: str, envelope_id: str) -> int:

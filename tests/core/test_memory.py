@@ -8,8 +8,7 @@ from hearth.core.tokens import estimate_text
 from hearth.runtime import Runtime
 from hearth.testing.modelsim import ModelSimulator, SimRequest, Turn
 from hearth.types import Event
-
-from .conftest import send
+from tests.support.runtime import send
 
 SUMMARY_MARK = SUMMARY_INSTRUCTIONS.split("{")[0][:40]
 

@@ -83,7 +83,7 @@ async def chat_remote(url: str, token: str, conversation: str | None, console: C
                                       open_timeout=10, max_size=2**22) as ws:
             ready = orjson.loads(await ws.recv())
             if ready.get("type") != "ready":
-                console.print(f"[red]{ready.get('message', 'authentication failed')}[/]")
+                console.print(f"[red]authentication failed: {ready.get('message', 'no reason given')}[/]")
                 return 1
             interactive = sys.stdin.isatty()
             if interactive:

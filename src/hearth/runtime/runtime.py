@@ -143,16 +143,23 @@ class Runtime:
                 _log.warning("model endpoint %s is not usable: %s. hearth keeps running and tells users "
                              "that no model is available until one answers.", name, result.detail)
 
-    async def _retention_loop(self) -> None:
+    async def purge_expired(self) -> int:
+        """Delete messages older than ``MESSAGE_RETENTION_DAYS`` (none when it is 0); returns how many."""
         days = self.settings.message_retention_days
         if days <= 0:
+            return 0
+        deleted = await self.conversations.purge_before(utcnow() - timedelta(days=days))
+        if deleted:
+            _log.info("retention: deleted %d message(s) older than %d day(s)", deleted, days)
+            self.bus.emit(Event("retention.purged", None, {"messages": deleted, "days": days}))
+        return deleted
+
+    async def _retention_loop(self) -> None:
+        if self.settings.message_retention_days <= 0:
             return
         while True:
             try:
-                deleted = await self.conversations.purge_before(utcnow() - timedelta(days=days))
-                if deleted:
-                    _log.info("retention: deleted %d message(s) older than %d day(s)", deleted, days)
-                    self.bus.emit(Event("retention.purged", None, {"messages": deleted, "days": days}))
+                await self.purge_expired()
             except HearthError as exc:
                 _log.warning("retention purge failed: %s", exc)
             await asyncio.sleep(RETENTION_EVERY)

@@ -1,4 +1,5 @@
-"""A composed runtime (real SQLite store, real router and providers) without the HTTP server."""
+"""A composed runtime (real SQLite store, real router and providers) without the HTTP server, and
+``send``: submit a message through the inbox and collect its answer."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ It speaks hearth's frame protocol (ack, deltas, done) so the same load generator
 served by the same server (Hypercorn on uvloop), so the difference to hearth is hearth's own work.
 """
 
-import sys, uuid, aiohttp, orjson, uvloop  # noqa: E401
+import sys, uuid, aiohttp, orjson, uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette

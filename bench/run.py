@@ -140,9 +140,9 @@ def table(results: list[tuple[int, dict[str, object], dict[str, object]]], args:
         "rounds of floor and hearth, each figure the median of its rounds. Model simulator: "
         f"{args.ttft * 1000:g} ms to the first token, {args.tokens} tokens {args.gap * 1000:g} ms apart. "
         "Latency is from sending a message frame to its `done` frame. CPU is the server process's user+system "
-        "time in the window divided by the messages answered in it; RSS is its peak. The floor is a 40-line Starlette WebSocket relay "
-        "to the model over aiohttp (`bench/floor.py`), nothing stored, served by the same server (Hypercorn on "
-        "uvloop); hearth stores every message and answer in SQLite, with memory, auth and dedup.",
+        "time in the window divided by the messages answered in it; RSS is its peak. The floor is a 40-line "
+        "Starlette WebSocket relay to the model over aiohttp (`bench/floor.py`), nothing stored, served by the "
+        "same server (Hypercorn on uvloop); hearth stores every message and answer in SQLite, with memory, auth and dedup.",
         "",
         "| sessions | server | messages/s | P50 ms | P99 ms | CPU ms/message | RSS MB | errors+lost |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",

@@ -142,7 +142,8 @@ def table(results: list[tuple[int, dict[str, object], dict[str, object]]], args:
         "Latency is from sending a message frame to its `done` frame. CPU is the server process's user+system "
         "time in the window divided by the messages answered in it; RSS is its peak. The floor is a 40-line "
         "Starlette WebSocket relay to the model over aiohttp (`bench/floor.py`), nothing stored, served by the "
-        "same server (Hypercorn on uvloop); hearth stores every message and answer in SQLite, with memory, auth and dedup.",
+        "same server (Hypercorn on uvloop); hearth stores every message and answer in SQLite, with memory, "
+        "auth and dedup.",
         "",
         "| sessions | server | messages/s | P50 ms | P99 ms | CPU ms/message | RSS MB | errors+lost |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",

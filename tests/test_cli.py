@@ -66,14 +66,14 @@ def test_users_add_prints_the_key_once_and_list_shows_them(env: dict[str, str]) 
 def test_db_upgrade(env: dict[str, str]) -> None:
     result = hearth("db", "upgrade", env=env)
     assert result.returncode == 0
-    assert "database is at revision 0002" in result.stdout
+    assert "database is at revision 0003" in result.stdout
 
 
 def test_doctor_reports_each_part(env: dict[str, str], sim_process: str) -> None:
     healthy = hearth("doctor", env={**env, "AI_MODEL_ENDPOINT": sim_process})
     assert healthy.returncode == 0, healthy.stdout
     assert "model 'llama3.2' is available" in healthy.stdout
-    assert "schema at 0002" in healthy.stdout or "schema at none" in healthy.stdout
+    assert "schema at 0003" in healthy.stdout or "schema at none" in healthy.stdout
     down = hearth("doctor", env=env)
     assert down.returncode == 1
     assert "connection refused" in down.stdout and "no endpoint is usable" in down.stdout

@@ -30,7 +30,7 @@ async def test_upgrade_to_head_matches_the_metadata(database_url: str) -> None:
     try:
         assert await current_revision(db) is None
         await upgrade(db)
-        assert await current_revision(db) == head_revision() == "0002"
+        assert await current_revision(db) == head_revision() == "0003"
         assert await db.read(_schema_diff) == []
         assert {"ix_messages_status", "ix_messages_conversation_id_id"} <= await db.read(_index_names)
         await upgrade(db)  # at head: nothing to do
@@ -106,7 +106,7 @@ async def test_0002_fills_last_turn_for_existing_conversations(database_url: str
                 "created_at) VALUES (:id, 'c1', :role, :content, '{}', :status, :reply_to, 0, '2026-01-01')"),
                 {"id": mid, "role": role, "content": b"x", "status": status, "reply_to": reply_to}))
         await upgrade(db)
-        assert await current_revision(db) == "0002"
+        assert await current_revision(db) == head_revision()
         conversation = await ConversationRepository(db, PlainTextCodec()).get_conversation("c1")
         assert conversation is not None and conversation.last_turn == 10
     finally:

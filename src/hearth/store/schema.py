@@ -164,3 +164,147 @@ messages = sa.Table(
     sa.Index(None, "created_at"),
     sqlite_autoincrement=True,
 )
+
+# --- skills -------------------------------------------------------------------------------------
+
+skill_state = sa.Table(
+    "skill_state",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("config", sa.JSON(), nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("granted", sa.JSON(), nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
+)
+
+skill_kv = sa.Table(
+    "skill_kv",
+    metadata,
+    sa.Column("skill", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("value", sa.JSON(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
+)
+
+pending_actions = sa.Table(
+    "pending_actions",
+    metadata,
+    sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("tool", sa.String(128), nullable=False),
+    sa.Column("params", sa.JSON(), nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("missing", sa.JSON(), nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("prompt", sa.Text(), nullable=False),
+    sa.Column("token", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("kind IN ('confirm', 'clarify')", name="kind"),
+)
+
+scheduled_messages = sa.Table(
+    "scheduled_messages",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("skill", sa.String(64), nullable=True),
+    sa.Column("text", sa.LargeBinary(), nullable=False),
+    sa.Column("due_at", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'cancelled', 'failed')", name="status"),
+    sa.Index(None, "status", "due_at"),
+    sa.Index(None, "user_id"),
+    sqlite_autoincrement=True,
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id", ondelete="SET NULL"),
+              nullable=True),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("media_type", sa.String(128), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("text", sa.LargeBinary(), nullable=True),
+    sa.Column("pages", sa.Integer(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    sa.CheckConstraint("status IN ('ready', 'failed')", name="status"),
+    sa.Index(None, "user_id", "created_at"),
+)
+
+calendar_events = sa.Table(
+    "calendar_events",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("starts_at", UTCDateTime(), nullable=False),
+    sa.Column("ends_at", UTCDateTime(), nullable=False),
+    sa.Column("location", sa.String(500), nullable=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("uid", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
+    sa.Column("cancelled_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("uid"),
+    sa.Index(None, "user_id", "starts_at"),
+)
+
+# --- channels -----------------------------------------------------------------------------------
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("address", sa.String(255), nullable=False),
+    sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id", ondelete="SET NULL"),
+              nullable=True),
+    sa.Column("payload", sa.LargeBinary(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("platform_id", sa.String(255), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'dead')", name="status"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "channel", "address", "id"),
+    sqlite_autoincrement=True,
+)
+
+channel_receipts = sa.Table(
+    "channel_receipts",
+    metadata,
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("external_id", sa.String(255), primary_key=True),
+    sa.Column("received_at", UTCDateTime(), nullable=False, default=utcnow),
+    sa.Index(None, "received_at"),
+)
+
+pairing_codes = sa.Table(
+    "pairing_codes",
+    metadata,
+    sa.Column("code", sa.String(16), primary_key=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("external_id", sa.String(255), nullable=False),
+    sa.Column("display_name", sa.String(255), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("approved_user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("approved_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("channel", "external_id"),
+)

@@ -115,7 +115,7 @@ def parse_datetime(text: str, *, tz: tzinfo, now: datetime, prefer_future: bool 
     parsed = dateparser.parse(text, languages=["en"], settings=settings)
     if parsed is None:
         return None
-    moment = parsed.replace(tzinfo=tz)
+    moment: datetime = parsed.replace(tzinfo=tz)
     # "at 9" said at 15:00 means tomorrow's 9:00, not this morning's
     if prefer_future and moment < now and not _names_a_day(text) and moment.date() == local_now.date():
         moment += timedelta(days=1)
@@ -156,7 +156,8 @@ def _clock_time(text: str, now: datetime, prefer_future: bool) -> datetime | Non
     candidates = [base.replace(hour=h % 24, minute=minute) + timedelta(days=d)
                   for d in (0, 1) for h in (hour % 12, hour % 12 + 12)]
     ahead = [c for c in candidates if c > now] if prefer_future else candidates
-    return min(ahead) if ahead else candidates[0]
+    chosen: datetime = min(ahead) if ahead else candidates[0]
+    return chosen
 
 
 def _names_a_day(text: str) -> bool:

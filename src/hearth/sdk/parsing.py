@@ -115,11 +115,11 @@ def parse_datetime(text: str, *, tz: tzinfo, now: datetime, prefer_future: bool 
     parsed = dateparser.parse(text, languages=["en"], settings=settings)
     if parsed is None:
         return None
-    moment: datetime = parsed.replace(tzinfo=tz)
+    found: datetime = parsed.replace(tzinfo=tz)
     # "at 9" said at 15:00 means tomorrow's 9:00, not this morning's
-    if prefer_future and moment < now and not _names_a_day(text) and moment.date() == local_now.date():
-        moment += timedelta(days=1)
-    return moment
+    if prefer_future and found < now and not _names_a_day(text) and found.date() == local_now.date():
+        found += timedelta(days=1)
+    return found
 
 
 _CLOCK_TIME = re.compile(

@@ -52,11 +52,21 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class Button:
+    """A choice offered with a reply (rendered as the platform's buttons); ``id`` comes back as the
+    envelope's ``action`` when pressed."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """One inbound message, channel-neutral.
 
     ``id`` is the platform's own id for the message (a WebSocket client id, Telegram's
     ``update_id``, ...): together with ``channel`` and the sender it is the dedup key.
+    ``action`` is the id of a ``Button`` the user pressed, when the message is a button press.
     ``native`` is the platform payload, private to the adapter that made the envelope.
     """
 
@@ -67,6 +77,8 @@ class Envelope:
     conversation: str | None = None
     attachments: tuple[Attachment, ...] = ()
     received_at: datetime = field(default_factory=utcnow)
+    action: str | None = None
+    external_ref: str | None = None
     native: object = field(default=None, repr=False, compare=False)
 
 
@@ -93,6 +105,7 @@ class Reply:
     message_id: int | None = None
     error: ErrorInfo | None = None
     attachments: tuple[Attachment, ...] = ()
+    buttons: tuple[Button, ...] = ()
 
 
 # --- model content -------------------------------------------------------------------------------
@@ -109,11 +122,17 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
-    """A tool offered to the model; ``parameters`` is a JSON schema of an object."""
+    """A tool offered to the model; ``parameters`` is a JSON schema of an object.
+
+    ``permission`` is the action a user's role must grant to use it; ``confirm`` marks a tool with side
+    effects, which runs only after the user said yes.
+    """
 
     name: str
     description: str
     parameters: Mapping[str, Any]
+    permission: str = ""
+    confirm: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +215,43 @@ class SkillCall:
 
 @dataclass(frozen=True, slots=True)
 class SkillResult:
-    """The outcome of a ``SkillCall``. A failure is a result with ``is_error`` that the model sees."""
+    """The outcome of a ``SkillCall``. A failure is a result with ``is_error`` that the model sees.
+
+    ``content`` is for the model (JSON or text); ``display`` is for a person, when hearth answers with
+    the result directly (no model involved); empty means ``content``.
+    """
 
     call_id: str
     name: str
     content: str
     is_error: bool = False
     error_code: str | None = None
+    display: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.display or self.content
+
+
+@dataclass(frozen=True, slots=True)
+class IntentMatch:
+    """What deterministic routing (commands, templates) found in a message.
+
+    ``params`` are JSON-safe (dates as ISO 8601, durations as ``PT...S``). ``missing`` slots each have a
+    question in ``questions``. ``summary`` describes the call in words, for a confirmation. ``reply`` is
+    set when the match is answered with text alone (``/calendar`` lists what the skill can do).
+    """
+
+    tool: str
+    params: Mapping[str, Any]
+    confidence: float
+    missing: tuple[str, ...] = ()
+    questions: Mapping[str, str] = field(default_factory=dict)
+    problems: Mapping[str, str] = field(default_factory=dict)
+    summary: str = ""
+    confirm: bool = False
+    permission: str = ""
+    reply: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

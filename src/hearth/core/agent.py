@@ -1,10 +1,12 @@
 """The agent: one turn of a conversation, from a stored user message to the assistant's answer.
 
-``Agent.handle`` checks the sender's permission, builds the prompt from memory, streams the model's
-answer as ``Reply`` deltas and runs the tool-call loop: tool calls the model asks for go to the tool
-registry, their results (errors included: a failing tool is a result the model sees, never a crashed
-turn) go back to the model, for at most ``max_tool_rounds`` rounds; the last round offers no tools,
-so the model has to answer in words.
+``Agent.handle`` checks the sender's permission, then lets the dialog (``core.dialog``) answer without a
+model when it can: a pending question, a command, a template match. Otherwise it builds the prompt from
+memory, streams the model's answer as ``Reply`` deltas and runs the tool-call loop: tool calls the model
+asks for go to the tool registry, their results (errors included: a failing tool is a result the model
+sees, never a crashed turn) go back to the model, for at most ``max_tool_rounds`` rounds; the last round
+offers no tools, so the model has to answer in words. A tool with side effects is not run on the model's
+say-so: the turn ends with a question to the user, and their "yes" runs it.
 
 The agent does not store anything itself: the messages it produced are collected on the ``Turn``,
 and the inbox stores them with the turn's outcome in one transaction.
@@ -13,7 +15,7 @@ and the inbox stores them with the turn's outcome in one transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,9 @@ from typing import Any
 from hearth.settings import AgentSettings
 from hearth.store.records import ConversationRecord, MessageRecord, NewMessage
 from hearth.types import (
+    Actor,
     AssistantContent,
+    Button,
     ChatRequest,
     Envelope,
     Event,
@@ -33,6 +37,7 @@ from hearth.types import (
     ToolSpec,
 )
 
+from .dialog import Answer, Dialog
 from .memory import Memory
 from .permissions import Policy
 from .ports import ChatModel, EventSink, ToolRegistry
@@ -61,6 +66,7 @@ class Turn:
     message: MessageRecord
     produced: list[NewMessage] = field(default_factory=list)
     text: str = ""
+    buttons: tuple[Button, ...] = ()
 
 
 class Agent:
@@ -74,6 +80,7 @@ class Agent:
         settings: AgentSettings,
         *,
         reply_tokens: int | None = None,
+        dialog: Dialog | None = None,
     ) -> None:
         self._model = model
         self._memory = memory
@@ -82,6 +89,7 @@ class Agent:
         self._events = events
         self._settings = settings
         self._reply_tokens = reply_tokens
+        self._dialog = dialog
 
     async def handle(self, turn: Turn) -> AsyncGenerator[Reply, None]:
         """Answer ``turn.envelope``, yielding text deltas; the produced messages land on ``turn``.
@@ -92,7 +100,16 @@ class Agent:
         envelope = turn.envelope
         actor = envelope.sender
         self._policy.check(actor, "chat.send", turn.conversation.id)
-        tools = tuple(self._tools.tools_for(actor)) if self._policy.allows(actor, "tool.call") else ()
+        tools = self._allowed_tools(actor)
+        if self._dialog is not None:
+            async def run(tool: str, params: Mapping[str, Any]) -> SkillResult:
+                call = ToolCall(f"direct_{turn.message.id}", tool, params)
+                return await self._run_tool(call, turn, {t.name for t in tools})
+
+            answer = await self._dialog.before_model(envelope, turn.conversation.id, run)
+            if answer is not None:
+                yield self._answer(turn, answer)
+                return
         prompt = list(await self._memory.build_prompt(turn.conversation, turn.message, tools))
         rounds = self._settings.max_tool_rounds
         for round_number in range(1, rounds + 2):
@@ -120,11 +137,45 @@ class Agent:
             meta["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": dict(c.arguments)} for c in calls]
             turn.produced.append(NewMessage("assistant", text, meta))
             prompt.append(AssistantContent(text, tuple(calls)))
+            by_name = {t.name: t for t in offered}
+            needs_yes = [c for c in calls if c.name in by_name and by_name[c.name].confirm]
+            if needs_yes and self._dialog is not None:
+                yield await self._ask_first(turn, needs_yes[0], by_name[needs_yes[0].name], calls)
+                return
             for call in calls:
                 result = await self._run_tool(call, turn, {t.name for t in offered})
                 turn.produced.append(NewMessage("tool", result.content, {
                     "call_id": call.id, "name": call.name, "is_error": result.is_error}))
                 prompt.append(ToolResultContent(call.id, call.name, result.content, result.is_error))
+
+    def _allowed_tools(self, actor: Actor) -> tuple[ToolSpec, ...]:
+        """The tools this actor's roles grant; permissions are decided here, not by each skill."""
+        if not self._policy.allows(actor, "tool.call"):
+            return ()
+        return tuple(t for t in self._tools.tools_for(actor)
+                     if self._policy.allows(actor, t.permission or f"tool.{t.name}"))
+
+    def _answer(self, turn: Turn, answer: Answer) -> Reply:
+        """A reply the dialog made without the model."""
+        turn.text += answer.text
+        turn.buttons = answer.buttons
+        meta: dict[str, Any] = {"reply": turn.text, "direct": True}
+        if answer.tool is not None:
+            meta["tool"] = answer.tool
+            meta["ok"] = answer.result is not None and not answer.result.is_error
+        turn.produced.append(NewMessage("assistant", answer.text, meta))
+        return Reply(turn.conversation.id, turn.envelope.id, answer.text, buttons=answer.buttons)
+
+    async def _ask_first(self, turn: Turn, call: ToolCall, spec: ToolSpec, calls: Sequence[ToolCall]) -> Reply:
+        """The model wants a tool with side effects: record the calls as not run, and ask the user."""
+        assert self._dialog is not None
+        for each in calls:
+            turn.produced.append(NewMessage("tool", "Not run: the user was asked to confirm first.", {
+                "call_id": each.id, "name": each.name, "is_error": True}))
+        arguments = ", ".join(f"{k}: {v}" for k, v in call.arguments.items())
+        summary = f"{spec.description[:1].lower()}{spec.description[1:]}" + (f" — {arguments}" if arguments else "")
+        answer = await self._dialog.confirm_tool_call(turn.conversation.id, spec, call.arguments, summary)
+        return self._answer(turn, answer)
 
     def completed(self, turn: Turn, stored: Sequence[MessageRecord]) -> None:
         """The turn's answer is stored: memory adds it to what it knows of the conversation."""

@@ -194,7 +194,8 @@ class Inbox:
                 await self._fail(turn, stream, INTERNAL, exc)
                 return
         reply_id = next((m.id for m in reversed(stored) if m.role == "assistant"), None)
-        stream.publish(Reply(turn.conversation.id, envelope.id, turn.text, final=True, message_id=reply_id))
+        stream.publish(Reply(turn.conversation.id, envelope.id, turn.text, final=True, message_id=reply_id,
+                             buttons=turn.buttons))
         self._events.emit(Event("turn.completed", envelope.sender, {
             "channel": envelope.channel, "conversation": turn.conversation.id,
             "seconds": time.monotonic() - started}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from hearth.sdk import Result, Skill, SkillContext, SkillFailed, Text, intent
@@ -33,14 +34,14 @@ class TimeSkill(Skill):
     version = "1.0.0"
 
     @intent("now", examples=["what time is it", "what's the time", "what is the time", "tell me the time"])
-    def now(self, params: dict, context: SkillContext) -> Result:
+    def now(self, params: dict[str, Any], context: SkillContext) -> Result:
         """The current time in the user's time zone."""
         moment = context.now
         return Result(text=f"It is {moment:%H:%M} ({moment.tzname()}) on {moment:%A, %d %B %Y}.",
                       data={"now": moment.isoformat(), "timezone": str(context.tz)})
 
     @intent("today", examples=["what day is it", "what's the date", "what is the date today", "what date is it"])
-    def today(self, params: dict, context: SkillContext) -> Result:
+    def today(self, params: dict[str, Any], context: SkillContext) -> Result:
         """Today's date in the user's time zone."""
         moment = context.now
         return Result(text=f"Today is {moment:%A, %d %B %Y} (week {moment.isocalendar().week}).",
@@ -48,7 +49,7 @@ class TimeSkill(Skill):
 
     @intent("time_in", slots={"place": Text(description="a city or an IANA time zone", max_length=64)},
             examples=["what time is it in {place}", "time in {place}", "what's the time in {place}"])
-    def time_in(self, params: dict, context: SkillContext) -> Result:
+    def time_in(self, params: dict[str, Any], context: SkillContext) -> Result:
         """The current time somewhere else."""
         zone = find_zone(params["place"])
         moment = datetime.now(zone)

@@ -198,6 +198,14 @@ class Settings(BaseSettings):
     hearth_ws_max_message_bytes: int = _field(
         65536, "HEARTH_WS_MAX_MESSAGE_BYTES", "Largest WebSocket frame accepted; larger gets an error frame.",
         ge=1024)
+    hearth_skills_dir: Path | None = _field(
+        None, "HEARTH_SKILLS_DIR",
+        "Folder of your own skills (`.py` files or packages), each run in its own worker process. Default: "
+        "`$HEARTH_DATA_DIR/skills` if it exists.")
+    hearth_mcp_config: Path | None = _field(
+        None, "HEARTH_MCP_CONFIG",
+        "JSON file of MCP servers (`{\"mcpServers\": {...}}`, stdio or streamable HTTP) whose tools hearth offers. "
+        "Default: `$HEARTH_DATA_DIR/mcp.json` if it exists.")
     hearth_log_level: Literal["debug", "info", "warning", "error"] = _field(
         "info", "HEARTH_LOG_LEVEL", "Log level.")
     hearth_log_format: Literal["console", "json"] = _field(
@@ -318,6 +326,20 @@ class Settings(BaseSettings):
     def agent(self) -> AgentSettings:
         return AgentSettings(max_tool_rounds=self.hearth_max_tool_rounds,
                              turn_attempts=self.hearth_turn_attempts)
+
+    @property
+    def skills_dir(self) -> Path | None:
+        if self.hearth_skills_dir is not None:
+            return self.hearth_skills_dir
+        default = self.hearth_data_dir / "skills"
+        return default if default.is_dir() else None
+
+    @property
+    def mcp_config(self) -> Path | None:
+        if self.hearth_mcp_config is not None:
+            return self.hearth_mcp_config
+        default = self.hearth_data_dir / "mcp.json"
+        return default if default.is_file() else None
 
     @property
     def database_url(self) -> str:

@@ -9,9 +9,10 @@ in its own format.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
-from hearth.types import Actor, Envelope, Event, Reply
+from hearth.types import Actor, Button, Envelope, Event, Reply
 
 
 class Submission(Protocol):
@@ -33,6 +34,30 @@ class Inbox(Protocol):
 class Authenticator(Protocol):
     async def authenticate(self, token: str | None, *, channel: str = "") -> Actor:
         """The actor owning ``token``; raises ``Unauthenticated`` otherwise."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A message hearth sends on its own initiative (a reminder, a notification), not as a streamed reply.
+
+    It is already stored in the conversation (``message_id``); the channel delivers it to where the
+    conversation lives (``external_ref``: a chat id, a thread).
+    """
+
+    conversation: str
+    user_id: int
+    channel: str
+    external_ref: str | None
+    text: str
+    message_id: int | None = None
+    buttons: tuple[Button, ...] = ()
+
+
+class Deliverer(Protocol):
+    async def deliver(self, message: Outbound) -> bool:
+        """Hand ``message`` to the platform (or its outbox); False when nobody can receive it now (it
+        stays in the conversation's history)."""
         ...
 
 

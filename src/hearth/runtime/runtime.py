@@ -20,14 +20,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from pydantic import ValidationError
 
-from hearth.core.agent import Agent, NoTools
+from hearth.core.agent import Agent
 from hearth.core.bus import EventBus
+from hearth.core.dialog import Dialog
 from hearth.core.identity import Authenticator
 from hearth.core.inbox import Inbox
 from hearth.core.locks import LocalLocks
 from hearth.core.memory import Memory
+from hearth.core.messenger import Messenger
 from hearth.core.permissions import Policy
 from hearth.core.ports import ToolRegistry
 from hearth.core.router import ModelRouter
@@ -37,9 +40,17 @@ from hearth.gateway.websocket import WebSocketChannel
 from hearth.models import make_provider
 from hearth.ops.audit import AuditLog
 from hearth.ops.metrics import CONTENT_TYPE, Metrics
+from hearth.sdk import Skill
 from hearth.security.apikeys import ApiKeyHasher
 from hearth.settings import Settings, config_error
+from hearth.skills.builtin.reminders import RemindersSkill
+from hearth.skills.builtin.time import TimeSkill
+from hearth.skills.invoke import InProcess
+from hearth.skills.loader import manifest_of
+from hearth.skills.registry import LoadedSkill, SkillProblem, SkillRegistry
+from hearth.skills.services import ContextFactory
 from hearth.store import ConversationRepository, Database, PlainTextCodec, UserRepository, migrate
+from hearth.store.skills import SkillRepository
 from hearth.types import Event, utcnow
 from hearth.web.admin import AdminApi
 from hearth.web.app import WebParts, build_app
@@ -76,7 +87,14 @@ class Runtime:
     agent: Agent
     inbox: Inbox
     readiness: Readiness
+    skills: SkillRegistry
+    skill_store: SkillRepository
+    contexts: ContextFactory
+    messenger: Messenger
+    websocket: WebSocketChannel
+    openai: OpenAIChannel
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _session: aiohttp.ClientSession | None = None
 
     @classmethod
     async def create(cls, settings: Settings, *, tools: ToolRegistry | None = None) -> Runtime:
@@ -91,8 +109,9 @@ class Runtime:
         except BaseException:
             await db.aclose()
             raise
+        codec = PlainTextCodec()
         users = UserRepository(db)
-        conversations = ConversationRepository(db, PlainTextCodec())
+        conversations = ConversationRepository(db, codec)
         bus = EventBus()
         metrics = Metrics()
         bus.subscribe(metrics.on_event)
@@ -105,12 +124,26 @@ class Runtime:
         policy = Policy()
         auth = Authenticator(users, ApiKeyHasher())
         memory = Memory(conversations, router, settings.memory, bus)
-        agent = Agent(router, memory, tools or NoTools(), policy, bus, settings.agent,
-                      reply_tokens=settings.ai_model_reply_tokens)
+        skill_store = SkillRepository(db, codec)
+        messenger = Messenger(conversations, skill_store, {}, bus)
+        contexts = ContextFactory(skill_store, messenger, None, None)
+        skills = SkillRegistry(skill_store, contexts)
+        for name, built in builtin_skills():
+            if isinstance(built, SkillProblem):
+                skills.problems.append(built)
+            else:
+                skills.add(LoadedSkill(manifest_of(type(built), name), InProcess(built), "builtin", name))
+        dialog = Dialog(skills, skill_store, policy)
+        agent = Agent(router, memory, tools or skills, policy, bus, settings.agent,
+                      reply_tokens=settings.ai_model_reply_tokens, dialog=dialog)
         inbox = Inbox(conversations, users, agent, LocalLocks(), bus, settings.agent)
         readiness = Readiness({"database": _database_check(db), "model": _model_check(router)})
+        server = settings.server
+        websocket = WebSocketChannel(inbox, auth, max_message_bytes=server.ws_max_message_bytes, events=bus)
+        messenger.add_deliverer("websocket", websocket)
+        openai = OpenAIChannel(inbox, auth)
         return cls(settings, db, users, conversations, bus, metrics, router, policy, auth, memory, agent, inbox,
-                   readiness)
+                   readiness, skills, skill_store, contexts, messenger, websocket, openai)
 
     # --- start-up ---------------------------------------------------------------------------------------
 
@@ -118,11 +151,18 @@ class Runtime:
         """Start-up work. ``serving=False`` (an in-process ``hearth chat``) leaves recovery and
         housekeeping to the server that may be running on the same database."""
         await self._first_admin()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        self.contexts.session = self._session
+        await self.skills.apply_state()
+        await self.skills.start()
+        for problem in self.skills.problems:
+            _log.warning("skill not loaded: %s", problem)
         if serving:
             restarted = await self.inbox.recover()
             if restarted:
                 _log.warning("re-running %d turn(s) interrupted by the last shutdown", restarted)
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
+            self._tasks.append(asyncio.create_task(self.messenger.run(), name="scheduled-messages"))
         await self._say_model_status()
 
     async def _first_admin(self) -> None:
@@ -168,11 +208,9 @@ class Runtime:
 
     def web_app(self, listeners: Listeners) -> Any:
         server = self.settings.server
-        websocket = WebSocketChannel(self.inbox, self.auth, max_message_bytes=server.ws_max_message_bytes,
-                                     events=self.bus)
-        openai = OpenAIChannel(self.inbox, self.auth)
         admin = AdminApi(self.auth, self.users, self.bus, self.status, self.metrics.render, CONTENT_TYPE)
-        parts = WebParts(readiness=self.readiness, websocket=websocket, public_routes=openai.routes(), admin=admin,
+        parts = WebParts(readiness=self.readiness, websocket=self.websocket, public_routes=self.openai.routes(),
+                         admin=admin,
                          policy=self.policy, admin_token=server.admin_token,
                          admin_allow_ips=server.admin_allow_ips)
         return build_app(parts, listeners.roles)
@@ -230,8 +268,16 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.inbox.close(grace=2.0)
+        await self.skills.stop()
+        if self._session is not None:
+            await self._session.close()
         await self.router.aclose()
         await self.db.aclose()
+
+
+def builtin_skills() -> list[tuple[str, Skill | SkillProblem]]:
+    """hearth's own skills, built with what they need."""
+    return [("hearth.skills.builtin.time", TimeSkill()), ("hearth.skills.builtin.reminders", RemindersSkill())]
 
 
 def _database_check(db: Database) -> Callable[[], Awaitable[CheckResult]]:

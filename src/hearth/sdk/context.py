@@ -71,6 +71,10 @@ class Messages(Protocol):
         """Cancel a message scheduled by ``send_later``; False if it was sent or unknown."""
         ...
 
+    async def scheduled(self) -> list[Mapping[str, Any]]:
+        """This skill's messages still to be sent to this user: id, text, at (aware datetime)."""
+        ...
+
 
 class Files(Protocol):
     """Files users sent (capability ``files``)."""

@@ -18,12 +18,11 @@ from typing import Any, Protocol
 
 from hearth.errors import InvalidRequest, NotFound
 from hearth.sdk import CAPABILITIES, IntentSpec, SlotError
-from hearth.store.skills import SkillRepository, SkillState
 from hearth.types import Actor, IntentMatch, SkillCall, SkillResult, ToolSpec, utcnow
 
 from .invoke import Executor, invoke, jsonable
 from .matcher import Candidate, Matcher, describe_skill, is_help, slot_prompt, tool_name
-from .services import ContextFactory, zone
+from .services import ContextFactory, SkillStateLike, SkillStore, zone
 
 _log = logging.getLogger("hearth.skills")
 
@@ -82,7 +81,7 @@ class SkillProblem:
 
 
 class SkillRegistry:
-    def __init__(self, repository: SkillRepository, contexts: ContextFactory) -> None:
+    def __init__(self, repository: SkillStore, contexts: ContextFactory) -> None:
         self._repository = repository
         self._contexts = contexts
         self._skills: dict[str, LoadedSkill] = {}
@@ -114,7 +113,7 @@ class SkillRegistry:
                 self._apply(skill, state)
         self._rebuild()
 
-    def _apply(self, skill: LoadedSkill, state: SkillState) -> None:
+    def _apply(self, skill: LoadedSkill, state: SkillStateLike) -> None:
         skill.enabled = state.enabled
         skill.config = dict(state.config)
         skill.granted = frozenset(state.granted)

@@ -17,19 +17,42 @@ import aiohttp
 
 from hearth.sdk import HttpResponse, SkillContext, SkillConversation, SkillUser
 from hearth.sdk.context import Denied
-from hearth.store.skills import SkillRepository
 from hearth.types import Actor, utcnow
 
 MAX_RESPONSE = 5 * 1024 * 1024
 
 
+class SkillStateLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+    @property
+    def granted(self) -> tuple[str, ...]: ...
+
+
+class SkillStore(Protocol):
+    """Where skill state and per-user skill storage are kept (the database, wired by the runtime)."""
+
+    async def states(self) -> Mapping[str, SkillStateLike]: ...
+    async def set_state(self, name: str, *, enabled: bool | None = None, config: Mapping[str, Any] | None = None,
+                        granted: list[str] | None = None) -> SkillStateLike: ...
+    async def kv_get(self, skill: str, user_id: int, key: str) -> Any: ...
+    async def kv_set(self, skill: str, user_id: int, key: str, value: Any) -> None: ...
+    async def kv_delete(self, skill: str, user_id: int, key: str) -> None: ...
+    async def kv_keys(self, skill: str, user_id: int, prefix: str = "") -> list[str]: ...
+
+
 class Messenger(Protocol):
     """Sends messages to a conversation now or later (the control plane's delivery)."""
 
-    async def send(self, conversation_id: str, text: str, *, skill: str | None = None) -> None: ...
+    async def send(self, conversation_id: str, text: str, *, skill: str | None = None) -> bool: ...
     async def send_later(self, conversation_id: str, user_id: int, text: str, at: datetime, *,
                          skill: str | None = None) -> str: ...
     async def cancel(self, scheduled_id: str, user_id: int) -> bool: ...
+    async def scheduled(self, user_id: int, skill: str | None = None) -> list[Mapping[str, Any]]: ...
 
 
 class FileStore(Protocol):
@@ -42,7 +65,7 @@ class FileStore(Protocol):
 class KeyValue:
     """``Storage`` over the ``skill_kv`` table, scoped to one skill and one user."""
 
-    def __init__(self, repository: SkillRepository, skill: str, user_id: int) -> None:
+    def __init__(self, repository: SkillStore, skill: str, user_id: int) -> None:
         self._repository = repository
         self._skill = skill
         self._user = user_id
@@ -107,6 +130,9 @@ class ConversationMessages:
     async def cancel(self, scheduled_id: str) -> bool:
         return await self._messenger.cancel(scheduled_id, self._user)
 
+    async def scheduled(self) -> list[Mapping[str, Any]]:
+        return await self._messenger.scheduled(self._user, self._skill)
+
 
 class UserFiles:
     def __init__(self, store: FileStore, user_id: int) -> None:
@@ -131,7 +157,7 @@ def zone(name: str | None) -> ZoneInfo:
 class ContextFactory:
     """Builds each call's ``SkillContext`` from the skill's granted capabilities."""
 
-    def __init__(self, repository: SkillRepository, messenger: Messenger | None, files: FileStore | None,
+    def __init__(self, repository: SkillStore, messenger: Messenger | None, files: FileStore | None,
                  session: aiohttp.ClientSession | None) -> None:
         self.repository = repository
         self.messenger = messenger

@@ -396,6 +396,24 @@ class ConversationRepository:
         rows = conn.execute(_HISTORY, params).all()
         return [self._message(row) for row in reversed(rows)]
 
+    async def append_notice(self, conversation_id: str, text: str, meta: Mapping[str, Any] | None = None
+                            ) -> MessageRecord:
+        """Store an assistant message that answers no turn (a reminder, a notification)."""
+        now = utcnow()
+        row = {"conversation_id": conversation_id, "role": "assistant", "content": self._codec.encode(text),
+               "meta": dict(meta or {}), "dedup_key": None, "status": None, "reply_to": None, "error_code": None,
+               "error_message": None, "attempts": 0, "created_at": now}
+
+        def tx(conn: Connection) -> MessageRecord:
+            stored = self._message(conn.execute(_INSERT_MESSAGE, row).one())
+            conn.execute(_TOUCH, {"p_id": conversation_id, "now": now})
+            return stored
+
+        try:
+            return await self._db.write(tx)
+        except ConstraintViolation as exc:
+            raise NotFound(f"conversation {conversation_id} not found") from exc
+
     # --- turns ----------------------------------------------------------------------------------
 
     async def complete_turn(self, user_message_id: int, produced: Sequence[NewMessage]) -> list[MessageRecord]:

@@ -9,7 +9,7 @@ restarts, and each is delivered once (``claim_due`` moves it out of ``pending`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,7 +72,7 @@ class SkillRepository:
         return {r.name: SkillState(r.name, bool(r.enabled), dict(r.config or {}), tuple(r.granted or ())) for r in rows}
 
     async def set_state(self, name: str, *, enabled: bool | None = None, config: Mapping[str, Any] | None = None,
-                        granted: Sequence[str] | None = None) -> SkillState:
+                        granted: list[str] | None = None) -> SkillState:
         def tx(conn: Connection) -> SkillState:
             row = conn.execute(select(skill_state).where(_st.name == name)).first()
             values: dict[str, Any] = {"updated_at": utcnow()}

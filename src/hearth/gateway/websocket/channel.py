@@ -18,9 +18,10 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hearth.errors import HearthError, InvalidRequest, StorageError, Unauthenticated
-from hearth.gateway.base import Authenticator, EventSink, Inbox, bearer_token
+from hearth.gateway.base import Authenticator, EventSink, Inbox, Outbound, bearer_token
 from hearth.types import Actor, Envelope, Event
 
+from .hub import Hub
 from .protocol import (
     CLOSE_UNAUTHENTICATED,
     AuthFrame,
@@ -42,11 +43,12 @@ class WebSocketChannel:
     """An ASGI app for ``/ws``."""
 
     def __init__(self, inbox: Inbox, auth: Authenticator, *, max_message_bytes: int = 65536,
-                 events: EventSink | None = None) -> None:
+                 events: EventSink | None = None, hub: Hub | None = None) -> None:
         self._inbox = inbox
         self._auth = auth
         self._max_bytes = max_message_bytes
         self._events = events
+        self.hub = hub or Hub()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ws = WebSocket(scope, receive, send)
@@ -56,10 +58,16 @@ class WebSocketChannel:
             return
         self._emit("ws.connected", actor)
         session = _Session(ws, actor, self._inbox, self._max_bytes, send)
+        self.hub.add(actor.user_id, session.send)
         try:
             await session.run()
         finally:
+            self.hub.remove(actor.user_id, session.send)
             self._emit("ws.closed", actor)
+
+    async def deliver(self, message: Outbound) -> bool:
+        """Push a message hearth sends on its own to the user's open sessions (``notice`` frames)."""
+        return await self.hub.deliver(message)
 
     async def _authenticate(self, ws: WebSocket) -> Actor | None:
         token = bearer_token(ws.headers.get("authorization"))
@@ -149,7 +157,7 @@ class _Session:
 
     async def _answer(self, frame: MessageFrame) -> None:
         envelope = Envelope(id=str(frame.id), channel=CHANNEL, sender=self.actor, text=frame.text,
-                            conversation=frame.conversation)
+                            conversation=frame.conversation, action=frame.action)
         try:
             submission = await self.inbox.submit(envelope)
         except HearthError as exc:
@@ -170,8 +178,11 @@ class _Session:
                 await self.send({"type": "error", "id": frame.id, "code": reply.error.code,
                                  "message": reply.error.message})
             else:
-                await self.send({"type": "done", "id": frame.id, "text": reply.text,
-                                 "message_id": reply.message_id})
+                done: dict[str, Any] = {"type": "done", "id": frame.id, "text": reply.text,
+                                        "message_id": reply.message_id}
+                if reply.buttons:
+                    done["buttons"] = [{"id": b.id, "label": b.label} for b in reply.buttons]
+                await self.send(done)
 
     async def send(self, frame: dict[str, Any]) -> None:
         if not self.open:

@@ -3,7 +3,7 @@
 Client to server::
 
     {"type": "auth", "token": "hth_..."}                      first frame, unless a Bearer header was sent
-    {"type": "message", "id": ID, "conversation": CID?, "text": "..."}
+    {"type": "message", "id": ID, "conversation": CID?, "text": "...", "action"?: BUTTON_ID}
     {"type": "ping", "id"?: ...}
 
 Server to client::
@@ -11,7 +11,8 @@ Server to client::
     {"type": "ready", "user": NAME}                           after authentication
     {"type": "ack", "id": ID, "conversation": CID}            the message is stored
     {"type": "delta", "id": ID, "text": "..."}                the answer as it is written
-    {"type": "done", "id": ID, "text": FULL, "message_id": N} the stored answer
+    {"type": "done", "id": ID, "text": FULL, "message_id": N, "buttons"?: [{"id", "label"}]}
+    {"type": "notice", "conversation": CID, "text": "...", "message_id": N}   hearth speaks first (reminders)
     {"type": "error", "id": ID|null, "code": CODE, "message": "..."}
     {"type": "pong", "id"?: ...}
 
@@ -41,6 +42,7 @@ class MessageFrame:
     id: str | int
     text: str
     conversation: str | None
+    action: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,13 @@ def parse_frame(raw: str | bytes, max_bytes: int) -> Frame:
         raise InvalidRequest("frame must be a JSON object", code="bad_frame")
     kind = data.get("type")
     if kind == "message":
-        return MessageFrame(_client_id(data.get("id")), _text(data.get("text")), _conversation(data))
+        action = data.get("action")
+        if action is not None and (not isinstance(action, str) or not 0 < len(action) <= 128):
+            raise InvalidRequest("'action' must be the id of a button (a string)", code="bad_frame")
+        text = data.get("text")
+        if action is not None and (text is None or text == ""):
+            text = action  # a button press needs no words
+        return MessageFrame(_client_id(data.get("id")), _text(text), _conversation(data), action)
     if kind == "ping":
         return PingFrame(data.get("id"))
     if kind == "auth":

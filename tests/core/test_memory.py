@@ -24,6 +24,12 @@ def summariser(request: SimRequest) -> Turn:
     return Turn(text=f"Noted: {request.last_user_text[:40]}")
 
 
+async def without_tools(runtime: Runtime) -> None:
+    """These tests measure prompts against a tiny context: the skills' tool schemas would fill it."""
+    for skill in runtime.skills.skills():
+        await runtime.skills.set_enabled(skill.manifest.name, False)
+
+
 def prompt_tokens(request: SimRequest) -> int:
     return sum(estimate_text(m["content"]) + 4 for m in request.body["messages"])
 
@@ -33,6 +39,7 @@ async def test_long_conversations_are_summarised_and_the_summary_is_used(runtime
     runtime: Runtime = await build(ai_model_context_tokens=600, ai_model_reply_tokens=100,
                                    hearth_system_prompt="You are a test.")
     await runtime.start(serving=False)
+    await without_tools(runtime)
     events: list[Event] = []
     runtime.bus.subscribe(events.append)
     sim.responder = summariser
@@ -62,6 +69,7 @@ async def test_long_conversations_are_summarised_and_the_summary_is_used(runtime
 
     # a fresh process on the same database uses the stored summary
     again = await build(ai_model_context_tokens=600, ai_model_reply_tokens=100, hearth_system_prompt="You are a test.")
+    await without_tools(again)
     await send(again, actor, "What is my name?", conversation=conversation)
     assert "The user is Ada" in sim.requests[-1].body["messages"][0]["content"]
 
@@ -70,6 +78,7 @@ async def test_a_failed_summary_drops_old_turns_for_now(runtime_factory, sim: Mo
     build = runtime_factory
     runtime: Runtime = await build(ai_model_context_tokens=600, ai_model_reply_tokens=100)
     await runtime.start(serving=False)
+    await without_tools(runtime)
     events: list[Event] = []
     runtime.bus.subscribe(events.append)
 

@@ -60,10 +60,33 @@ class ScriptedTools:
     def tools_for(self, actor: Actor) -> Sequence[ToolSpec]:
         return [spec for spec, _ in self.tools.values()]
 
+    # the ToolSource side: registered with the runtime's skill registry, next to the skills
+    def tools_list(self) -> Sequence[ToolSpec]:
+        return self.tools_for(Actor(0, "any"))
+
+    def handles(self, name: str) -> bool:
+        return name in self.tools
+
     async def call(self, call: SkillCall) -> SkillResult:
         self.calls.append(call)
         _, handler = self.tools[call.name]
         return SkillResult(call.id, call.name, str(await handler(**call.arguments)))
+
+
+class _Source:
+    """Adapts ScriptedTools to the registry's ToolSource protocol."""
+
+    def __init__(self, scripted: ScriptedTools) -> None:
+        self._scripted = scripted
+
+    def tools(self) -> Sequence[ToolSpec]:
+        return self._scripted.tools_list()
+
+    def handles(self, name: str) -> bool:
+        return self._scripted.handles(name)
+
+    async def call(self, call: SkillCall) -> SkillResult:
+        return await self._scripted.call(call)
 
 
 @pytest.fixture
@@ -79,7 +102,8 @@ async def runtime_factory(sim: ModelSimulator, tmp_path: Path, tools: ScriptedTo
     async def build(**overrides: Any) -> Runtime:
         values: dict[str, Any] = {"ai_model_endpoint": sim.url, "ai_model_retries": 0}
         values.update(overrides)
-        runtime = await Runtime.create(make_settings(tmp_path / "data", **values), tools=tools)
+        runtime = await Runtime.create(make_settings(tmp_path / "data", **values))
+        runtime.skills.add_source(_Source(tools))
         made.append(runtime)
         return runtime
 

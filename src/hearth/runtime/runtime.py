@@ -32,7 +32,6 @@ from hearth.core.locks import LocalLocks
 from hearth.core.memory import Memory
 from hearth.core.messenger import Messenger
 from hearth.core.permissions import Policy
-from hearth.core.ports import ToolRegistry
 from hearth.core.router import ModelRouter
 from hearth.errors import ConfigError, HearthError
 from hearth.gateway.openai_api import OpenAIChannel
@@ -97,7 +96,7 @@ class Runtime:
     _session: aiohttp.ClientSession | None = None
 
     @classmethod
-    async def create(cls, settings: Settings, *, tools: ToolRegistry | None = None) -> Runtime:
+    async def create(cls, settings: Settings) -> Runtime:
         data_dir = settings.hearth_data_dir
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -134,7 +133,7 @@ class Runtime:
             else:
                 skills.add(LoadedSkill(manifest_of(type(built), name), InProcess(built), "builtin", name))
         dialog = Dialog(skills, skill_store, policy)
-        agent = Agent(router, memory, tools or skills, policy, bus, settings.agent,
+        agent = Agent(router, memory, skills, policy, bus, settings.agent,
                       reply_tokens=settings.ai_model_reply_tokens, dialog=dialog)
         inbox = Inbox(conversations, users, agent, LocalLocks(), bus, settings.agent)
         readiness = Readiness({"database": _database_check(db), "model": _model_check(router)})

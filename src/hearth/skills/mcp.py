@@ -27,7 +27,6 @@ Tool names are ``mcp_<server>__<tool>`` (``[a-zA-Z0-9_-]``, at most 64 character
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import json
@@ -44,9 +43,11 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import anyio
+import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client._transport import ReadStream, Transport, TransportStreams
+from mcp.client.session import MessageHandlerFnT
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -72,6 +73,7 @@ _STDIO_KEYS = ("command", "args", "env", "cwd")
 _TYPES = {"stdio": "stdio", "http": "http", "streamable-http": "http", "streamableHttp": "http"}
 _HEALTHY_AFTER = 60.0  # seconds up after which a server's failure streak is forgotten
 _STDERR_TAIL = 20
+DEFAULT_RETRY = RetryPolicy(attempts=5, base=0.5, cap=30.0)
 
 State = Literal["starting", "ready", "restarting", "failed", "disabled"]
 
@@ -268,7 +270,7 @@ class _Server:
     restarts: int = 0
     failures: int = 0
     ready_since: float | None = None
-    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=_STDERR_TAIL))
+    stderr: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=_STDERR_TAIL))  # (when, line)
 
     @property
     def name(self) -> str:
@@ -280,15 +282,14 @@ class McpTools:
 
     ``start()`` connects all servers concurrently and returns once each has either connected or failed a first
     time; servers that fail keep being retried in the background (``retry``: the delay grows from ``base`` to
-    ``cap``; after ``attempts`` failures in a row the state reads ``failed`` and retries continue at the slower
-    pace; a minute of health forgets the streak). ``tools()`` lists only servers that are up. ``call()`` never
+    ``cap``; after ``attempts`` failures in a row the state reads ``failed`` while retries go on every ``cap``
+    seconds; a minute of health forgets the streak). ``tools()`` lists only servers that are up. ``call()`` never
     raises. ``events`` receives ``mcp.server_up``, ``mcp.server_down`` and ``mcp.tool_called``.
     ``connect_timeout`` bounds a connection's handshake and each tool listing; ``check_interval`` is how often
     an idle server's tool list is fetched again, which notices both a dead server and a changed list.
     """
 
-    def __init__(self, servers: Sequence[McpServerConfig], *,
-                 retry: RetryPolicy = RetryPolicy(attempts=5, base=0.5, cap=30.0),  # noqa: B008 (frozen)
+    def __init__(self, servers: Sequence[McpServerConfig], *, retry: RetryPolicy = DEFAULT_RETRY,
                  events: EventSink | None = None, connect_timeout: float = 30.0, check_interval: float = 30.0) -> None:
         self._servers = [_Server(config, state="starting" if config.enabled else "disabled") for config in servers]
         self._retry = retry
@@ -316,52 +317,55 @@ class McpTools:
         server = route[0] if route else self._server_by_prefix(call.name)
         if server is None:
             return _failure(call, f"There is no MCP tool named {call.name!r}.", "unknown_tool")
+        started = anyio.current_time()
+        outcome = await self._call(server, call)
+        self._emit("mcp.tool_called", call=call, server=server.name, tool=route[1] if route else call.name,
+                   ok=not outcome.is_error, error_code=outcome.error_code,
+                   seconds=round(anyio.current_time() - started, 3))
+        return outcome
+
+    async def _call(self, server: _Server, call: SkillCall) -> SkillResult:
         session = server.session
-        if server.state != "ready" or session is None or session.client is None:
+        client = session.client if session is not None else None
+        if server.state == "disabled":
+            return _failure(call, f"The MCP server {server.name!r} is disabled in the configuration.", "unavailable")
+        if server.state != "ready" or session is None or client is None:
             why = f" ({server.last_error})" if server.last_error else ""
             return _failure(call, f"The MCP server {server.name!r} is unavailable right now{why}; "
                                   "try again later.", "unavailable")
         entry = server.tools.get(call.name)
         if entry is None:
             return _failure(call, f"The MCP server {server.name!r} no longer offers {call.name!r}.", "unknown_tool")
-        remote = entry[1]
-        timeout = server.config.timeout
-        started = anyio.current_time()
+        remote, timeout = entry[1], server.config.timeout
+        late = f"The MCP tool {remote!r} of {server.name!r} did not answer within {timeout:g} s."
         try:
             with anyio.fail_after(timeout + 5):  # the SDK's own timeout comes first; this bounds a stuck write
-                result = await session.client.call_tool(remote, dict(call.arguments), read_timeout_seconds=timeout)
+                result = await client.call_tool(remote, dict(call.arguments), read_timeout_seconds=timeout)
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
                 session.signal(broken="the connection closed during a call")
-                outcome = _failure(call, f"The MCP server {server.name!r} is unavailable: it closed the "
-                                         "connection during the call; try again later.", "unavailable")
-            elif exc.code == types.REQUEST_TIMEOUT:
+                return _failure(call, f"The MCP server {server.name!r} is unavailable: it closed the connection "
+                                      "during the call; try again later.", "unavailable")
+            if exc.code == types.REQUEST_TIMEOUT:
                 session.signal(check=True)
-                outcome = _failure(call, f"The MCP tool {remote!r} of {server.name!r} did not answer within "
-                                         f"{timeout:g} s.", "timeout")
-            else:
-                outcome = _failure(call, f"The MCP tool {remote!r} of {server.name!r} failed: {exc.message} "
-                                         f"(MCP error {exc.code}).", "tool_error")
+                return _failure(call, late, "timeout")
+            return _failure(call, f"The MCP tool {remote!r} of {server.name!r} failed: {exc.message} "
+                                  f"(MCP error {exc.code}).", "tool_error")
         except TimeoutError:
             session.signal(check=True)
-            outcome = _failure(call, f"The MCP tool {remote!r} of {server.name!r} did not answer within "
-                                     f"{timeout:g} s.", "timeout")
+            return _failure(call, late, "timeout")
         except ValidationError as exc:
-            outcome = _failure(call, f"The MCP tool {remote!r} of {server.name!r} returned a malformed result "
-                                     f"({exc.error_count()} problems).", "bad_result")
-        except Exception as exc:
+            return _failure(call, f"The MCP tool {remote!r} of {server.name!r} returned a malformed result "
+                                  f"({exc.error_count()} problems).", "bad_result")
+        except Exception as exc:  # the transport failed under the call: have the supervisor check at once
             _log.warning("mcp %s: call to %s failed: %s", server.name, remote, _describe(exc, server))
             session.signal(check=True)
-            outcome = _failure(call, f"The MCP server {server.name!r} is unavailable: "
-                                     f"{_describe(exc, server)}.", "unavailable")
-        else:
-            content = render(result)
-            outcome = (SkillResult(call.id, call.name, content or "The tool reported an error.", is_error=True,
-                                   error_code="tool_error") if result.is_error
-                       else SkillResult(call.id, call.name, content))
-        self._emit("mcp.tool_called", actor=call, server=server.name, tool=remote, ok=not outcome.is_error,
-                   error_code=outcome.error_code, seconds=round(anyio.current_time() - started, 3))
-        return outcome
+            return _failure(call, f"The MCP server {server.name!r} is unavailable: {_describe(exc, server)}.",
+                            "unavailable")
+        content = render(result)
+        if result.is_error:
+            return _failure(call, content or f"The MCP tool {remote!r} reported an error.", "tool_error")
+        return SkillResult(call.id, call.name, content)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -370,24 +374,25 @@ class McpTools:
         self._stopping.clear()
         for server in self._servers:
             if server.config.enabled and server.task is None:
+                server.settled.clear()
                 server.task = asyncio.create_task(self._supervise(server), name=f"mcp:{server.name}")
         await asyncio.gather(*(s.settled.wait() for s in self._servers if s.task is not None))
 
-    async def stop(self, *, timeout: float = 10.0) -> None:
-        """Close every session and stop every server process, within about ``timeout`` seconds.
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Close every session and stop every server process, within about ``grace`` seconds.
 
-        A stdio server gets its stdin closed, then SIGTERM, then SIGKILL (the SDK's shutdown, about 6 s at
+        A stdio server gets its stdin closed, then SIGTERM, then SIGKILL (the SDK's shutdown, a few seconds at
         worst); a supervisor that still has not finished by then is cancelled.
         """
         self._stopping.set()
         tasks = [s.task for s in self._servers if s.task is not None]
         for server in self._servers:
             if server.session is not None and server.state == "ready":
-                server.session.signal()  # a clean close (an HTTP session is ended with DELETE)
+                server.session.signal()  # a clean close: an HTTP session is ended with DELETE
             elif server.scope is not None:
-                server.scope.cancel()
+                server.scope.cancel()  # still connecting
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
@@ -397,7 +402,8 @@ class McpTools:
 
     def status(self) -> list[dict[str, Any]]:
         """One row per server: server, transport, state, tools, last_error, restarts."""
-        return [{"server": s.name, "transport": s.config.transport, "state": s.state, "tools": len(s.tools),
+        return [{"server": s.name, "transport": s.config.transport, "state": s.state,
+                 "tools": len(s.tools) if s.state == "ready" else 0,
                  "last_error": s.last_error, "restarts": s.restarts} for s in self._servers]
 
     # --- supervision ----------------------------------------------------------------------------------------
@@ -413,8 +419,8 @@ class McpTools:
             server.failures = 1 if healthy else server.failures + 1
             server.last_error = error
             server.state = "failed" if server.failures >= self._retry.attempts else "restarting"
-            _log.warning("mcp %s: %s %s (attempt %d)", server.name, "down:" if was_ready else "cannot connect:",
-                         error, server.failures)
+            _log.warning("mcp %s: %s %s (failure %d in a row)", server.name, "down:" if was_ready else
+                         "cannot connect:", error, server.failures)
             if was_ready or server.failures == 1:
                 self._emit("mcp.server_down", server=server.name, error=error, failures=server.failures)
             server.settled.set()
@@ -422,42 +428,53 @@ class McpTools:
                 await asyncio.wait_for(self._stopping.wait(), self._retry.delay(server.failures))
             if not self._stopping.is_set():
                 server.restarts += 1
-        server.state = "disabled" if not server.config.enabled else server.state
         server.settled.set()
 
     async def _run_session(self, server: _Server) -> str:
         """Hold one connection until it ends; what ended it, in words (never raises, except cancellation)."""
         session = _Session()
         server.session = session
+        server.stderr.clear()
         pipe = _StderrPipe(server) if server.config.transport == "stdio" else None
+        failure: Exception | None = None
+        reason = "stopped"
         try:
-            with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout) as scope:
-                server.scope = scope
-                transport = self._transport(server.config, session, pipe)
-                client = Client(transport, mode="auto", cache=None, message_handler=self._on_message(server, session),
-                                client_info=types.Implementation(name="hearth", version=__version__))
-                async with client:
-                    if pipe is not None:
-                        pipe.spawned()
-                    self._publish(server, await _list_tools(client))
-                    scope.deadline = math.inf
-                    session.client = client
-                    self._set_up(server, client)
-                    async with anyio.create_task_group() as group:
-                        if _can_listen(client):
-                            group.start_soon(self._listen, server, session, client)
-                        reason = await self._watch(server, session, client)
-                        group.cancel_scope.cancel()
-                    return reason
-            return "stopped" if self._stopping.is_set() else \
-                f"no answer to the MCP handshake within {self._connect_timeout:g} s"
+            reason = await self._hold(server, session, pipe)
         except Exception as exc:
-            return _describe(exc, server)
+            failure = exc
         finally:
             server.scope = None
             session.client = None
             if pipe is not None:
-                await pipe.close()
+                await pipe.close()  # first, so that the server's last words are in the tail
+        if failure is not None:
+            return _describe(failure, server)
+        if session.closed and not self._stopping.is_set():
+            return "the server closed the connection" + _stderr_hint(server)
+        return reason
+
+    async def _hold(self, server: _Server, session: _Session, pipe: _StderrPipe | None) -> str:
+        with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout) as scope:
+            server.scope = scope
+            client = Client(self._transport(server.config, session, pipe), mode="auto", cache=None,
+                            message_handler=self._on_message(server, session),
+                            client_info=types.Implementation(name="hearth", version=__version__))
+            async with client:
+                if pipe is not None:
+                    pipe.spawned()
+                self._publish(server, await _list_tools(client))
+                scope.deadline = math.inf
+                session.client = client
+                self._set_up(server, client)
+                async with anyio.create_task_group() as group:
+                    if _can_listen(client):
+                        group.start_soon(self._listen, server, session, client)
+                    reason = await self._watch(server, session, client)
+                    group.cancel_scope.cancel()
+                return reason
+        if self._stopping.is_set():
+            return "stopped"
+        return f"no answer to the MCP handshake within {self._connect_timeout:g} s"
 
     async def _watch(self, server: _Server, session: _Session, client: Client) -> str:
         while True:
@@ -467,7 +484,7 @@ class McpTools:
             if self._stopping.is_set():
                 return "stopped"
             if session.closed:
-                return "the server closed the connection" + _stderr_hint(server)
+                return "the server closed the connection"
             if session.broken:
                 return session.broken
             if session.stale or session.check or idle.cancelled_caught:
@@ -483,7 +500,7 @@ class McpTools:
         except Exception as exc:  # no change notifications: the periodic listing still catches changes
             _log.debug("mcp %s: tools/list_changed subscription ended: %s", server.name, exc)
 
-    def _on_message(self, server: _Server, session: _Session) -> Any:
+    def _on_message(self, server: _Server, session: _Session) -> MessageHandlerFnT:
         async def handle(message: types.ServerNotification | Exception) -> None:
             if isinstance(message, types.ToolListChangedNotification):
                 session.signal(stale=True)
@@ -497,13 +514,10 @@ class McpTools:
             assert pipe is not None
             env = {"LANG": os.environ.get("LANG", "C.UTF-8"), **config.env}
             params = StdioServerParameters(command=config.command, args=list(config.args), env=env, cwd=config.cwd)
-            inner: Transport = stdio_client(params, errlog=pipe.writer)
-        else:
-            assert config.url is not None
-            http = create_mcp_http_client(headers=dict(config.headers))
-            inner = streamable_http_client(config.url, http_client=http)
-            return _watched(inner, session, http)
-        return _watched(inner, session, None)
+            return _watched(stdio_client(params, errlog=pipe.writer), session)
+        assert config.url is not None
+        http = create_mcp_http_client(headers=dict(config.headers))
+        return _watched(streamable_http_client(config.url, http_client=http), session, http)
 
     # --- the tool list --------------------------------------------------------------------------------------
 
@@ -518,7 +532,7 @@ class McpTools:
                     _log.warning("mcp %s: tool %r skipped, its name clashes with another tool", server.name, tool.name)
                     continue
             tools[name] = (_spec(server.config, tool, name), tool.name)
-        if tools.keys() != server.tools.keys() and server.state == "ready":
+        if server.state == "ready" and tools.keys() != server.tools.keys():
             _log.info("mcp %s: tool list changed: %s", server.name, ", ".join(t[1] for t in tools.values()))
         for name in [n for n, (owner, _) in self._routes.items() if owner is server and n not in tools]:
             del self._routes[name]
@@ -551,11 +565,11 @@ class McpTools:
     def _server_by_prefix(self, name: str) -> _Server | None:
         return next((s for s in self._servers if name.startswith(f"mcp_{s.config.slug}__")), None)
 
-    def _emit(self, name: str, *, actor: SkillCall | None = None, **properties: Any) -> None:
+    def _emit(self, name: str, *, call: SkillCall | None = None, **properties: Any) -> None:
         if self._events is None:
             return
         try:
-            self._events.emit(Event(name, actor=actor.actor if actor else None, properties=properties))
+            self._events.emit(Event(name, actor=call.actor if call else None, properties=properties))
         except Exception:
             _log.exception("mcp: emitting %s failed", name)
 
@@ -636,7 +650,7 @@ def _describe(exc: BaseException, server: _Server) -> str:
         text = f"{exc.message} (MCP error {exc.code})"
         if exc.code == types.CONNECTION_CLOSED:
             text = "the server closed the connection" + _stderr_hint(server)
-    elif isinstance(exc, OSError | ConnectionError) or type(exc).__module__.startswith("httpx"):
+    elif isinstance(exc, OSError | httpx2.HTTPError):
         text = f"cannot reach {config.where}: {exc or type(exc).__name__}"
     else:
         text = f"{type(exc).__name__}: {exc}"
@@ -647,7 +661,13 @@ def _describe(exc: BaseException, server: _Server) -> str:
 
 
 def _stderr_hint(server: _Server) -> str:
-    return f" (its last words: {server.stderr[-1][:200]})" if server.stderr else ""
+    """The server's last stderr line, when it wrote one just before the end (a crash's reason)."""
+    if not server.stderr:
+        return ""
+    when, line = server.stderr[-1]
+    if anyio.current_time() - when > 2.0:
+        return ""
+    return f" (its last words: {' '.join(line.split())[:200]})"
 
 
 # --- transports ---------------------------------------------------------------------------------------------
@@ -693,7 +713,8 @@ class _WatchedStream:
 
 
 @contextlib.asynccontextmanager
-async def _watched(inner: Transport, session: _Session, http: Any) -> AsyncIterator[TransportStreams]:
+async def _watched(inner: Transport, session: _Session,
+                   http: httpx2.AsyncClient | None = None) -> AsyncIterator[TransportStreams]:
     async with contextlib.AsyncExitStack() as stack:
         if http is not None:
             await stack.enter_async_context(http)
@@ -719,14 +740,18 @@ class _StderrPipe:
     async def _pump(self) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._reader)
+        try:
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._reader)
+        except OSError as exc:
+            _log.warning("mcp %s: cannot read the server's stderr: %s", self._server.name, exc)
+            return
         buffer = b""
         try:
             while chunk := await reader.read(4096):
                 *lines, buffer = (buffer + chunk).split(b"\n")
                 for line in lines:
                     self._line(line)
-                buffer = buffer[-4096:]
+                buffer = buffer[-4096:]  # a line without an end cannot grow without bound
             if buffer:
                 self._line(buffer)
         finally:
@@ -735,16 +760,15 @@ class _StderrPipe:
     def _line(self, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip()
         if line.strip():
-            self._server.stderr.append(line)
+            self._server.stderr.append((anyio.current_time(), line))
             _log.info("mcp %s stderr: %s", self._server.name, line)
 
     async def close(self) -> None:
+        """Read to the end (bounded: a child of the server may hold the pipe open), then release the pipe."""
         self.spawned()
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._task), 1.0)
-        if not self._task.done():  # a child of the server still holds the pipe open
+        await asyncio.wait([self._task], timeout=1.0)
+        if not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=1.0)
         if not self._reader.closed:
             self._reader.close()

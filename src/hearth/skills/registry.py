@@ -244,10 +244,11 @@ class SkillRegistry:
         skill, spec = found
         tz, now = zone(actor.timezone), utcnow()
         values, problems = parse_params(spec, params, tz=tz, now=now)
+        problems = {name: problem for name, problem in problems.items() if problem != "required"}  # see missing
         try:
             values[slot] = spec.slots[slot].parse(answer, tz=tz, now=now)
         except SlotError as exc:
-            problems = {**problems, slot: str(exc)}
+            problems[slot] = str(exc)
         missing = tuple(n for n, s in spec.slots.items() if s.required and n not in values)
         candidate = Candidate(skill.manifest.name, spec, values, 1.0, missing, problems, "answer")
         return self._as_match(candidate)

@@ -11,18 +11,16 @@ local calendar and a CalDAV server answer the same words the same way.
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import ColumnElement
 
 from hearth.errors import InvalidRequest, NotFound
+from hearth.records import CalendarEvent, is_id_prefix, rank_by_title, search_words
 from hearth.store.engine import Database
 from hearth.store.schema import calendar_events, utcnow
 
@@ -30,38 +28,8 @@ __all__ = ["CalendarEvent", "CalendarRepository", "rank_by_title"]
 
 _ce = calendar_events.c
 _COLUMNS = tuple(calendar_events.c)  # column order == CalendarEvent's field order
-_ID_PREFIX = re.compile(r"^[0-9a-f]{4,32}$")
-_WORD = re.compile(r"\w+")
-# words that say nothing about which event is meant ("cancel my meeting with Bob": meeting, bob)
-_STOP_WORDS = frozenset({"a", "an", "the", "my", "our", "with", "on", "at", "in", "of", "to", "for", "and", "event",
-                         "appointment", "this", "that", "next", "from", "calendar"})
 FIND_LIMIT = 20
 MAX_TITLE = 500
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarEvent:
-    """One event; all datetimes are aware and in UTC."""
-
-    id: str
-    user_id: int
-    title: str
-    starts_at: datetime
-    ends_at: datetime
-    location: str | None
-    description: str | None
-    uid: str
-    created_at: datetime
-    updated_at: datetime
-    cancelled_at: datetime | None = None
-
-    @property
-    def duration(self) -> timedelta:
-        """How long the event lasts."""
-        return self.ends_at - self.starts_at
-
-
-E = TypeVar("E", bound=CalendarEvent)
 
 
 def _event(row: Any) -> CalendarEvent:
@@ -77,48 +45,6 @@ def _utc(moment: datetime) -> datetime:
 def _check_span(starts_at: datetime, ends_at: datetime) -> None:
     if ends_at <= starts_at:
         raise InvalidRequest("an event must end after it starts", code="invalid")
-
-
-def _words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.casefold()) if w not in _STOP_WORDS]
-
-
-def rank_by_title(events: Iterable[E], text: str, now: datetime) -> list[E]:
-    """The events ``text`` most likely names, upcoming ones first.
-
-    ``text`` is an id prefix (at least 4 hexadecimal characters, or a whole id) or words of a title.
-    Ids win when any id starts with ``text``. Otherwise an event scores one point per word of ``text``
-    found among its title's words (words such as "my", "the", "with" do not count), and only the events
-    with the best score are returned: "meeting with Bob" finds "Meeting with Bob" rather than every
-    "Meeting". Events that have not ended come first, soonest first; past ones follow, latest first.
-    """
-    pool = list(events)
-    wanted = text.strip().casefold()
-    if not wanted:
-        return []
-    by_id = [e for e in pool if e.id.casefold() == wanted or e.uid.casefold() == wanted
-             or (_ID_PREFIX.match(wanted) and e.id.casefold().startswith(wanted))]
-    if by_id:
-        return _upcoming_first(by_id, now)
-    words = _words(wanted) or _WORD.findall(wanted)
-    if not words:
-        return []
-    scored: list[tuple[int, E]] = []
-    for event in pool:
-        title = set(_WORD.findall(event.title.casefold()))
-        score = sum(1 for word in words if word in title)
-        if score:
-            scored.append((score, event))
-    if not scored:
-        return []
-    best = max(score for score, _ in scored)
-    return _upcoming_first([event for score, event in scored if score == best], now)
-
-
-def _upcoming_first(events: Sequence[E], now: datetime) -> list[E]:
-    upcoming = sorted((e for e in events if e.ends_at > now), key=lambda e: (e.starts_at, e.id))
-    past = sorted((e for e in events if e.ends_at <= now), key=lambda e: (e.starts_at, e.id), reverse=True)
-    return upcoming + past
 
 
 class CalendarRepository:
@@ -209,12 +135,12 @@ class CalendarRepository:
         """Live events that ``text`` names (an id prefix or title words), best matches only, upcoming
         first; at most ``FIND_LIMIT``. See ``rank_by_title``."""
         wanted = text.strip().casefold()
-        words = _words(wanted) or _WORD.findall(wanted)
+        words = search_words(wanted)
         if not wanted or not words:
             return []
         # narrow in SQL (any word in the title, or the id prefix), rank the few candidates in Python
         conditions: list[ColumnElement[bool]] = [_ce.title.ilike(f"%{_escape(word)}%", escape="\\") for word in words]
-        if _ID_PREFIX.match(wanted):
+        if is_id_prefix(wanted):
             conditions.append(_ce.id.like(f"{wanted}%"))
         conditions.append(_ce.uid == text.strip())
         query = select(*_COLUMNS).where(_ce.user_id == user_id, _ce.cancelled_at.is_(None), or_(*conditions))

@@ -9,41 +9,21 @@ not leak.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from hearth.errors import InvalidRequest, NotFound, StorageError
+from hearth.records import FileRecord, FileStatus
 from hearth.store.codec import MessageCodec
 from hearth.store.engine import ConstraintViolation, Database
-from hearth.store.schema import files, utcnow
+from hearth.store.schema import conversations, files, utcnow
 
 __all__ = ["FileRecord", "FileRepository", "FileStatus"]
 
-FileStatus = Literal["ready", "failed"]
 _HEX = frozenset("0123456789abcdef")
 MIN_PREFIX = 4
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """A stored file, without its text (``FileRepository.text`` reads that)."""
-
-    id: str
-    user_id: int
-    conversation_id: str | None
-    filename: str
-    media_type: str
-    size: int
-    sha256: str
-    path: str  # relative to the files root
-    pages: int | None
-    status: FileStatus
-    error: str | None
-    created_at: datetime
 
 
 _f = files.c
@@ -66,7 +46,8 @@ class FileRepository:
                   path: str, status: FileStatus, text: str | None = None, pages: int | None = None,
                   error: str | None = None, conversation_id: str | None = None) -> FileRecord:
         """Record a stored file. ``text`` is the extracted text (``None`` when extraction failed, with
-        ``error`` saying why). An unknown user or conversation is ``NotFound`` and records nothing."""
+        ``error`` saying why). An unknown user, or a conversation that is not the user's, is ``NotFound``
+        and records nothing."""
         if status not in ("ready", "failed"):
             raise ValueError(f"unknown file status {status!r}")
         created_at = utcnow()
@@ -77,10 +58,19 @@ class FileRepository:
             "text": None if text is None else self._codec.encode(text),
         }
         statement = insert(files).values(**values)
+
+        def tx(conn: Connection) -> None:
+            if conversation_id is not None:
+                owner = conn.execute(select(conversations.c.user_id)
+                                     .where(conversations.c.id == conversation_id)).scalar()
+                if owner != user_id:  # someone else's conversation is as unknown as a missing one
+                    raise NotFound(f"conversation {conversation_id} not found")
+            conn.execute(statement)
+
         try:
-            await self._db.write(lambda c: c.execute(statement))
+            await self._db.write(tx)
         except ConstraintViolation as exc:
-            raise NotFound(f"user {user_id} or conversation {conversation_id} not found") from exc
+            raise NotFound(f"user {user_id} not found") from exc
         return FileRecord(file_id, user_id, conversation_id, filename, media_type, size, sha256, path, pages,
                           status, error, created_at)
 

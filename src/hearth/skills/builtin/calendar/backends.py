@@ -26,8 +26,8 @@ from caldav.davclient import DAVClient
 from caldav.lib import error as caldav_error
 
 from hearth.errors import NotFound
+from hearth.records import CalendarEvent, rank_by_title
 from hearth.sdk import SkillFailed
-from hearth.store.calendar import CalendarEvent, CalendarRepository, rank_by_title
 
 from .ics import calendar_of, event_component, read_event
 
@@ -38,6 +38,29 @@ CALDAV_TIMEOUT = 15
 FIND_PAST = timedelta(days=30)
 FIND_AHEAD = timedelta(days=366)
 CONFIGURE = "hearth skills config calendar"
+
+
+class EventRows(Protocol):
+    """The events table the local backend keeps its events in (``hearth.store.EventRows``)."""
+
+    async def add(self, user_id: int, title: str, starts_at: datetime, ends_at: datetime, *,
+                  location: str | None = None, description: str | None = None,
+                  uid: str | None = None) -> CalendarEvent: ...
+
+    async def update(self, user_id: int, event_id: str, *, title: str | None = None,
+                     starts_at: datetime | None = None, ends_at: datetime | None = None,
+                     location: str | None = None, description: str | None = None) -> CalendarEvent: ...
+
+    async def cancel(self, user_id: int, event_id: str) -> CalendarEvent | None: ...
+
+    async def between(self, user_id: int, start: datetime, end: datetime) -> list[CalendarEvent]: ...
+
+    async def overlapping(self, user_id: int, start: datetime, end: datetime, *,
+                          exclude_id: str | None = None) -> list[CalendarEvent]: ...
+
+    async def all(self, user_id: int) -> list[CalendarEvent]: ...
+
+    async def find(self, user_id: int, text: str, *, now: datetime | None = None) -> list[CalendarEvent]: ...
 
 
 class CalendarBackend(Protocol):
@@ -78,7 +101,7 @@ class LocalBackend:
 
     where = "your hearth calendar"
 
-    def __init__(self, repository: CalendarRepository) -> None:
+    def __init__(self, repository: EventRows) -> None:
         self._events = repository
 
     async def add(self, user_id: int, title: str, starts_at: datetime, ends_at: datetime, *,
@@ -343,7 +366,7 @@ def _last_segment(url: Any) -> str:
     return str(url).rstrip("/").rsplit("/", 1)[-1].casefold()
 
 
-def open_backend(config: Mapping[str, Any], repository: CalendarRepository, *, environ: Mapping[str, str],
+def open_backend(config: Mapping[str, Any], repository: EventRows, *, environ: Mapping[str, str],
                  tz: tzinfo) -> CalendarBackend:
     """The backend a call's config asks for (``SkillFailed`` when the config is incomplete)."""
     settings = settings_from(config, environ)

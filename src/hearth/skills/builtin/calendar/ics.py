@@ -13,7 +13,7 @@ from typing import Any
 
 import icalendar
 
-from hearth.store.calendar import CalendarEvent
+from hearth.records import CalendarEvent
 
 PRODID = "-//hearth//calendar 1.0//EN"
 MEDIA_TYPE = "text/calendar"

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, ClassVar
 
+from hearth.records import CalendarEvent
 from hearth.sdk import Choice, DateTime, Duration, Result, Skill, SkillContext, SkillFailed, Text, intent
-from hearth.store.calendar import CalendarEvent, CalendarRepository
 
-from .backends import CalendarBackend, LocalBackend, open_backend
+from .backends import CalendarBackend, EventRows, LocalBackend, open_backend
 from .ics import MEDIA_TYPE, to_ics
 
 DEFAULT_DURATION = timedelta(minutes=30)
@@ -51,7 +51,7 @@ class CalendarSkill(Skill):
         "additionalProperties": False,
     }
 
-    def __init__(self, events: CalendarRepository, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, events: EventRows, *, environ: Mapping[str, str] | None = None) -> None:
         """``events`` is the local store; ``environ`` resolves ``$env:NAME`` config values (default: the
         process environment, read at each call)."""
         self._events = events
@@ -69,16 +69,18 @@ class CalendarSkill(Skill):
                           max_length=500),
             "location": Text(description="where it takes place", required=False, max_length=500),
         },
+        # Fuller templates first: on a tie the first wins, and a shorter one can read a sentence wrongly
+        # ("... for half an hour at Room 7" as a title up to "Room" and a start at 7 o'clock).
         examples=[
             "schedule a meeting {start} for {duration}",
-            "schedule a meeting {start}",
+            "schedule a meeting {start} for {duration} at {location}",
             "schedule {title} {start} for {duration}",
-            "schedule {title} {start}",
+            "schedule {title} {start} for {duration} at {location}",
             "book a meeting {start} for {duration}",
             "book {title} {start} for {duration}",
+            "schedule a meeting {start}",
+            "schedule {title} {start}",
             "book {title} {start}",
-            "schedule a meeting {start} for {duration} at {location}",
-            "schedule {title} {start} for {duration} at {location}",
             "put {title} on my calendar {start}",
         ],
         side_effects=True,
@@ -154,12 +156,14 @@ class CalendarSkill(Skill):
                                  maximum=timedelta(days=7)),
         },
         examples=[
+            # with a duration first: on a tie, the template that reads more of the sentence as typed slots
+            # wins ("... to tomorrow at 6pm for 45 minutes" is not a start of "45 minutes")
+            "move {event} to {start} for {duration}",
+            "reschedule {event} to {start} for {duration}",
             "move {event} to {start}",
             "move my {event} to {start}",
-            "move {event} to {start} for {duration}",
             "reschedule {event} to {start}",
             "reschedule my {event} to {start}",
-            "reschedule {event} to {start} for {duration}",
             "push {event} to {start}",
         ],
         side_effects=True,
@@ -242,6 +246,7 @@ class CalendarSkill(Skill):
 
     async def _one(self, backend: CalendarBackend, context: SkillContext, text: str) -> CalendarEvent:
         """The one event ``text`` names; ``SkillFailed`` listing the candidates when it names several."""
+        text = trim(text)
         found = await backend.find(context.user.id, text, now=context.now)
         upcoming = [e for e in found if e.ends_at > context.now]
         candidates = upcoming or found
@@ -331,6 +336,19 @@ def window(params: Mapping[str, Any], now: datetime, tz: tzinfo) -> tuple[dateti
     first, last = start.astimezone(tz), end.astimezone(tz)
     return start, end, f"from {first:%a} {first.day} {first:%b} {first:%H:%M} to {last:%a} {last.day} {last:%b} " \
                        f"{last:%H:%M}"
+
+
+_EDGE_WORDS = frozenset({"my", "the", "a", "an", "to", "for", "at", "on", "with"})
+
+
+def trim(text: str) -> str:
+    """``text`` without the little words a template can leave at its edges ("standup to" -> "standup")."""
+    words = text.split()
+    while len(words) > 1 and words[-1].lower() in _EDGE_WORDS:
+        words.pop()
+    while len(words) > 1 and words[0].lower() in _EDGE_WORDS:
+        words.pop(0)
+    return " ".join(words)
 
 
 def span(event: CalendarEvent, tz: tzinfo) -> str:

@@ -23,10 +23,10 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hearth.errors import InvalidRequest, StorageError
-from hearth.store.files import FileRecord, FileRepository
+from hearth.records import FileRecord, FileStatus
 
 from .extract import ACCEPTED, Extracted, ExtractionError, ExtractionLimits, Extractor, sniff, unsupported_hint
 
@@ -35,6 +35,24 @@ __all__ = ["FileIntake", "safe_filename"]
 _log = logging.getLogger("hearth.files")
 MB = 1024 * 1024
 MAX_NAME = 200
+
+
+class FileRows(Protocol):
+    """The table that records files (``hearth.store.FileRepository``); reads are scoped to one user."""
+
+    async def add(self, *, file_id: str, user_id: int, filename: str, media_type: str, size: int, sha256: str,
+                  path: str, status: FileStatus, text: str | None = None, pages: int | None = None,
+                  error: str | None = None, conversation_id: str | None = None) -> FileRecord: ...
+
+    async def get(self, user_id: int, file_id: str) -> FileRecord: ...
+
+    async def list(self, user_id: int, limit: int = 100) -> builtins.list[FileRecord]: ...
+
+    async def find(self, user_id: int, ref: str) -> FileRecord: ...
+
+    async def text(self, user_id: int, file_id: str) -> str | None: ...
+
+    async def delete(self, user_id: int, file_id: str) -> str: ...
 
 
 def safe_filename(name: str, fallback_extension: str = "") -> str:
@@ -60,7 +78,7 @@ def accepted_types() -> str:
 class FileIntake:
     """Users' files: ingest, look up, read, delete. ``max_bytes`` bounds one file; ``limits`` bound reading."""
 
-    def __init__(self, repository: FileRepository, root: Path, *, max_bytes: int = 20 * MB,
+    def __init__(self, repository: FileRows, root: Path, *, max_bytes: int = 20 * MB,
                  limits: ExtractionLimits | None = None) -> None:
         self.repository = repository
         self.root = Path(root).absolute()
@@ -149,7 +167,7 @@ class FileIntake:
         return await self.repository.list(user_id, limit)
 
     async def find(self, user_id: int, ref: str) -> FileRecord:
-        """The user's file by id, id prefix or name (see ``FileRepository.find``)."""
+        """The user's file by id, id prefix or name (see ``FileRows.find``)."""
         return await self.repository.find(user_id, ref)
 
     async def content(self, user_id: int, file_id: str) -> tuple[FileRecord, Path]:

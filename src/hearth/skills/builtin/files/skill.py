@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from hearth.errors import HearthError, NotFound
+from hearth.records import FileRecord
 from hearth.sdk import Number, Result, Skill, SkillContext, SkillFailed, Text, intent
-from hearth.store.files import FileRecord
 
 from .intake import FileIntake, describe
 

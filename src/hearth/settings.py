@@ -206,6 +206,9 @@ class Settings(BaseSettings):
         None, "HEARTH_MCP_CONFIG",
         "JSON file of MCP servers (`{\"mcpServers\": {...}}`, stdio or streamable HTTP) whose tools hearth offers. "
         "Default: `$HEARTH_DATA_DIR/mcp.json` if it exists.")
+    hearth_max_file_mb: int = _field(
+        20, "HEARTH_MAX_FILE_MB", "Largest file a user can send (any channel or `POST /v1/files`), in MiB.",
+        ge=1, le=1024)
     hearth_log_level: Literal["debug", "info", "warning", "error"] = _field(
         "info", "HEARTH_LOG_LEVEL", "Log level.")
     hearth_log_format: Literal["console", "json"] = _field(

@@ -133,8 +133,9 @@ class Inbox:
                                "please send your message again in a moment.")
         accepted = await self._store.accept_message(
             conversation_id=envelope.conversation, user_id=envelope.sender.user_id, channel=envelope.channel,
-            external_ref=external_ref, dedup_key=dedup_key(envelope), text=envelope.text,
-            meta={"channel": envelope.channel, "envelope_id": envelope.id, "identity": envelope.sender.identity},
+            external_ref=external_ref, dedup_key=dedup_key(envelope), text=stored_text(envelope),
+            meta={"channel": envelope.channel, "envelope_id": envelope.id, "identity": envelope.sender.identity,
+                  **({"attachments": [a.ref for a in envelope.attachments]} if envelope.attachments else {})},
             attempts=1,  # the turn starts right away: its first attempt is counted with the message
         )
         message, conversation = accepted.message, accepted.conversation
@@ -255,3 +256,14 @@ class Inbox:
             task.cancel()
         if still_running:
             await asyncio.wait(still_running, timeout=2.0)
+
+
+def stored_text(envelope: Envelope) -> str:
+    """The message as it is kept and shown to the model: its text, then one line per attached file, so
+    that the model (and later turns' history) knows which files came with it and can read them with the
+    files skill."""
+    if not envelope.attachments:
+        return envelope.text
+    lines = [f"[attached file {a.filename!r} ({a.media_type}, {a.size} bytes), file id {a.ref}]"
+             for a in envelope.attachments]
+    return "\n".join([envelope.text, *lines]) if envelope.text else "\n".join(lines)

@@ -34,6 +34,8 @@ from hearth.core.messenger import Messenger
 from hearth.core.permissions import Policy
 from hearth.core.router import ModelRouter
 from hearth.errors import ConfigError, HearthError
+from hearth.gateway.calendar_api import CalendarApi
+from hearth.gateway.files_api import FilesApi
 from hearth.gateway.openai_api import OpenAIChannel
 from hearth.gateway.websocket import WebSocketChannel
 from hearth.models import make_provider
@@ -42,13 +44,18 @@ from hearth.ops.metrics import CONTENT_TYPE, Metrics
 from hearth.sdk import Skill
 from hearth.security.apikeys import ApiKeyHasher
 from hearth.settings import Settings, config_error
+from hearth.skills.builtin.calendar import CalendarSkill
+from hearth.skills.builtin.files import FileIntake, FilesSkill
 from hearth.skills.builtin.reminders import RemindersSkill
 from hearth.skills.builtin.time import TimeSkill
 from hearth.skills.invoke import InProcess
 from hearth.skills.loader import manifest_of
+from hearth.skills.mcp import McpServerConfig, McpTools, load_mcp_config
 from hearth.skills.registry import LoadedSkill, SkillProblem, SkillRegistry
 from hearth.skills.services import ContextFactory
 from hearth.store import ConversationRepository, Database, PlainTextCodec, UserRepository, migrate
+from hearth.store.calendar import CalendarRepository
+from hearth.store.files import FileRepository
 from hearth.store.skills import SkillRepository
 from hearth.types import Event, utcnow
 from hearth.web.admin import AdminApi
@@ -60,6 +67,7 @@ from .server import Listeners, bind, run_server, server_config, tune_gc
 _log = logging.getLogger("hearth.runtime")
 
 ADMIN_KEY_FILE = "admin.key"
+MB = 1024 * 1024
 RETENTION_EVERY = 3600.0
 
 
@@ -92,6 +100,9 @@ class Runtime:
     messenger: Messenger
     websocket: WebSocketChannel
     openai: OpenAIChannel
+    files: FileIntake
+    calendar: CalendarSkill
+    mcp: McpTools
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _session: aiohttp.ClientSession | None = None
 
@@ -102,6 +113,7 @@ class Runtime:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise ConfigError("HEARTH_DATA_DIR", f"cannot create {data_dir}: {exc.strerror}") from exc
+        mcp_servers = _mcp_servers(settings)  # a bad file stops start-up before anything is opened
         db = Database(settings.database_url)
         try:
             await migrate.upgrade(db)
@@ -125,13 +137,17 @@ class Runtime:
         memory = Memory(conversations, router, settings.memory, bus)
         skill_store = SkillRepository(db, codec)
         messenger = Messenger(conversations, skill_store, {}, bus)
-        contexts = ContextFactory(skill_store, messenger, None, None)
+        files = FileIntake(FileRepository(db, codec), data_dir / "files", max_bytes=settings.hearth_max_file_mb * MB)
+        calendar = CalendarSkill(CalendarRepository(db))
+        contexts = ContextFactory(skill_store, messenger, files, None)
         skills = SkillRegistry(skill_store, contexts)
-        for name, built in builtin_skills():
+        for name, built in builtin_skills(files=files, calendar=calendar):
             if isinstance(built, SkillProblem):
                 skills.problems.append(built)
             else:
                 skills.add(LoadedSkill(manifest_of(type(built), name), InProcess(built), "builtin", name))
+        mcp = McpTools(mcp_servers, events=bus)
+        skills.add_source(mcp)
         dialog = Dialog(skills, skill_store, policy)
         agent = Agent(router, memory, skills, policy, bus, settings.agent,
                       reply_tokens=settings.ai_model_reply_tokens, dialog=dialog)
@@ -142,7 +158,7 @@ class Runtime:
         messenger.add_deliverer("websocket", websocket)
         openai = OpenAIChannel(inbox, auth)
         return cls(settings, db, users, conversations, bus, metrics, router, policy, auth, memory, agent, inbox,
-                   readiness, skills, skill_store, contexts, messenger, websocket, openai)
+                   readiness, skills, skill_store, contexts, messenger, websocket, openai, files, calendar, mcp)
 
     # --- start-up ---------------------------------------------------------------------------------------
 
@@ -154,6 +170,9 @@ class Runtime:
         self.contexts.session = self._session
         await self.skills.apply_state()
         await self.skills.start()
+        # MCP servers connect in the background: their tools are offered as each one comes up, and a slow
+        # or broken server never holds up start-up.
+        self._tasks.append(asyncio.create_task(self.mcp.start(), name="mcp-start"))
         for problem in self.skills.problems:
             _log.warning("skill not loaded: %s", problem)
         if serving:
@@ -208,7 +227,9 @@ class Runtime:
     def web_app(self, listeners: Listeners) -> Any:
         server = self.settings.server
         admin = AdminApi(self.auth, self.users, self.bus, self.status, self.metrics.render, CONTENT_TYPE)
-        parts = WebParts(readiness=self.readiness, websocket=self.websocket, public_routes=self.openai.routes(),
+        public = [*self.openai.routes(), *FilesApi(self.files, self.auth).routes(),
+                  *CalendarApi(self.calendar, self.auth).routes()]
+        parts = WebParts(readiness=self.readiness, websocket=self.websocket, public_routes=public,
                          admin=admin,
                          policy=self.policy, admin_token=server.admin_token,
                          admin_allow_ips=server.admin_allow_ips)
@@ -267,6 +288,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.inbox.close(grace=2.0)
+        await self.mcp.stop()
         await self.skills.stop()
         if self._session is not None:
             await self._session.close()
@@ -274,9 +296,17 @@ class Runtime:
         await self.db.aclose()
 
 
-def builtin_skills() -> list[tuple[str, Skill | SkillProblem]]:
+def builtin_skills(*, files: FileIntake, calendar: CalendarSkill) -> list[tuple[str, Skill | SkillProblem]]:
     """hearth's own skills, built with what they need."""
-    return [("hearth.skills.builtin.time", TimeSkill()), ("hearth.skills.builtin.reminders", RemindersSkill())]
+    return [("hearth.skills.builtin.time", TimeSkill()), ("hearth.skills.builtin.reminders", RemindersSkill()),
+            ("hearth.skills.builtin.calendar", calendar), ("hearth.skills.builtin.files", FilesSkill(files))]
+
+
+def _mcp_servers(settings: Settings) -> list[McpServerConfig]:
+    path = settings.mcp_config
+    if path is None:
+        return []
+    return load_mcp_config(path)
 
 
 def _database_check(db: Database) -> Callable[[], Awaitable[CheckResult]]:

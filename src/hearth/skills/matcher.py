@@ -208,6 +208,7 @@ class Matcher:
         meaningful = max(1, sum(1 for t in tokens if t.word not in _FILLER))
         present = {t.word for t in tokens}
         best: Candidate | None = None
+        best_literal = 0
         for template in templates:
             if not template.keywords <= present:
                 continue  # cheap: most messages name none of a template's words
@@ -223,8 +224,11 @@ class Matcher:
                 confidence -= 0.15
             candidate = Candidate(candidate.skill, candidate.intent, candidate.params, round(confidence, 3),
                                   candidate.missing, candidate.problems)
-            if best is None or candidate.confidence > best.confidence:
-                best = candidate
+            # on a tie the template with more literal words wins: "book room {room} {start}" is more specific
+            # about "book room A at 3pm" than "book {title} {start}"
+            literal = len(template.keywords)
+            if best is None or (candidate.confidence, literal) > (best.confidence, best_literal):
+                best, best_literal = candidate, literal
         return best
 
 

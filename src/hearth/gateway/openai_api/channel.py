@@ -12,9 +12,11 @@ started, an error arrives as an ``error`` event, which the official SDKs raise a
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -23,13 +25,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from hearth.errors import HearthError, InvalidRequest, NotFound, Unauthenticated
-from hearth.gateway.base import Authenticator, Inbox, bearer_token
+from hearth.gateway.base import Authenticator, Inbox, Submission, bearer_token
 from hearth.types import Envelope, Reply
 
 CHANNEL = "openai"
 MODEL_ID = "hearth"
 MAX_BODY = 1_048_576
 MAX_REF = 128
+_CONVERSATION_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _error(status: int, message: str, *, code: str, kind: str = "invalid_request_error",
@@ -92,6 +95,16 @@ class OpenAIChannel:
             return _error(404, f"The model '{request.path_params['model']}' does not exist", code="model_not_found")
         return Response(orjson.dumps(_model_card()), media_type="application/json")
 
+    async def _submit(self, envelope: Envelope, ref: str) -> Submission:
+        """The header names a conversation, or is the id hearth returned in ``X-Hearth-Conversation``: a
+        client that sends back what it was given continues that conversation."""
+        if _CONVERSATION_ID.match(ref):
+            try:
+                return await self._inbox.submit(replace(envelope, conversation=ref))
+            except NotFound:
+                pass  # not one of this user's conversations: a name that looks like an id
+        return await self._inbox.submit(envelope, external_ref=ref)
+
     async def chat_completions(self, request: Request) -> Response:
         try:
             actor = await self._auth.authenticate(bearer_token(request.headers.get("authorization")),
@@ -106,7 +119,7 @@ class OpenAIChannel:
                 raise InvalidRequest(f"conversation name longer than {MAX_REF} characters", code="bad_conversation")
             key = request.headers.get("idempotency-key") or uuid.uuid4().hex
             envelope = Envelope(id=key[:MAX_REF], channel=CHANNEL, sender=actor, text=text)
-            submission = await self._inbox.submit(envelope, external_ref=ref)
+            submission = await self._submit(envelope, ref)
         except HearthError as exc:
             return _error_for(exc)
         completion_id = f"chatcmpl-{submission.message_id}-{uuid.uuid4().hex[:8]}"

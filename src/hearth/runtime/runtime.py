@@ -69,6 +69,7 @@ _log = logging.getLogger("hearth.runtime")
 ADMIN_KEY_FILE = "admin.key"
 MB = 1024 * 1024
 RETENTION_EVERY = 3600.0
+SKILL_STATE_EVERY = 3.0  # how soon `hearth skills enable/disable/grant/config` from another process applies
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -181,6 +182,7 @@ class Runtime:
                 _log.warning("re-running %d turn(s) interrupted by the last shutdown", restarted)
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
             self._tasks.append(asyncio.create_task(self.messenger.run(), name="scheduled-messages"))
+            self._tasks.append(asyncio.create_task(self._skill_state_loop(), name="skill-state"))
         await self._say_model_status()
 
     async def _first_admin(self) -> None:
@@ -211,6 +213,16 @@ class Runtime:
             _log.info("retention: deleted %d message(s) older than %d day(s)", deleted, days)
             self.bus.emit(Event("retention.purged", None, {"messages": deleted, "days": days}))
         return deleted
+
+    async def _skill_state_loop(self) -> None:
+        """Skills enabled, disabled, granted or configured by another process (the CLI, another replica) take
+        effect here within a few seconds, without a restart."""
+        while True:
+            await asyncio.sleep(SKILL_STATE_EVERY)
+            try:
+                await self.skills.apply_state()
+            except HearthError as exc:
+                _log.warning("could not re-read the skills' state: %s", exc)
 
     async def _retention_loop(self) -> None:
         if self.settings.message_retention_days <= 0:

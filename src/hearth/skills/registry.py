@@ -87,6 +87,7 @@ class SkillRegistry:
         self._skills: dict[str, LoadedSkill] = {}
         self._sources: list[ToolSource] = []
         self._matcher = Matcher()
+        self._built = False
         self.problems: list[SkillProblem] = []
 
     # --- loading and state ----------------------------------------------------------------------
@@ -105,13 +106,17 @@ class SkillRegistry:
         self._sources.append(source)
 
     async def apply_state(self) -> None:
-        """Enabled flags, config and grants from the database (called at start-up)."""
+        """Enabled flags, config and grants from the database (at start-up, then every few seconds so that
+        a change made by another process applies without a restart). The matcher is rebuilt only when a
+        skill was enabled or disabled."""
         states = await self._repository.states()
+        before = {name: skill.enabled for name, skill in self._skills.items()}
         for name, skill in self._skills.items():
             state = states.get(name)
             if state is not None:
                 self._apply(skill, state)
-        self._rebuild()
+        if before != {name: skill.enabled for name, skill in self._skills.items()} or not self._built:
+            self._rebuild()
 
     def _apply(self, skill: LoadedSkill, state: SkillStateLike) -> None:
         skill.enabled = state.enabled
@@ -155,6 +160,7 @@ class SkillRegistry:
             await skill.executor.stop()
 
     def _rebuild(self) -> None:
+        self._built = True
         self._matcher.load({n: s.manifest.intents for n, s in self._skills.items() if s.enabled})
 
     # --- the model's tools ----------------------------------------------------------------------------

@@ -9,8 +9,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { echo $$p; break; }; done)
-# Debian packages the tests use: a PostgreSQL server for the PostgreSQL half of the store tests.
-DEB_PACKAGES := postgresql python3-venv ca-certificates
+# Debian packages hearth and its tests use: a PostgreSQL server (the PostgreSQL half of the store tests),
+# Tesseract and poppler (text from images and scanned PDFs), Chromium (the web chat page's browser tests),
+# util-linux's unshare (skill workers without network).
+DEB_PACKAGES := postgresql python3-venv ca-certificates tesseract-ocr tesseract-ocr-eng poppler-utils \
+	chromium fonts-dejavu-core util-linux
 
 .PHONY: run test bench lint setup system-deps python-deps clean
 

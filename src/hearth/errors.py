@@ -153,9 +153,21 @@ class SkillError(HearthError):
 
 
 class DeliveryError(HearthError):
+    """A platform did not take a message. ``retry_after`` is the platform's own wait (Telegram's
+    ``parameters.retry_after``, a 429's ``Retry-After``); ``permanent`` means trying again cannot help
+    (a blocked bot, a deleted chat, a malformed message); ``channel_wide`` means the limit holds for every
+    message of the channel, not just this address."""
+
     code = "delivery_error"
     next_action = NextAction.RETRY
     default_user_message = "The reply could not be delivered."
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, permanent: bool = False,
+                 channel_wide: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+        self.channel_wide = channel_wide
 
 
 class StorageError(HearthError):

@@ -9,17 +9,21 @@ verification, which is what makes guessing expensive.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal, Protocol
 
 from hearth.errors import InvalidRequest, Unauthenticated
 from hearth.security.apikeys import ApiKeyHasher, fingerprint, parse_prefix
-from hearth.store.records import UserRecord
-from hearth.types import Actor
+from hearth.store.channels import PairingCode
+from hearth.store.records import IdentityRecord, UserRecord
+from hearth.types import Actor, Event
 
 from .permissions import ROLES
-from .ports import UserStore
+from .ports import EventSink, UserStore
 
 CACHE_SIZE = 10_000
 TOUCH_EVERY = 60.0
@@ -113,3 +117,84 @@ class Authenticator:
 def _with_channel(actor: Actor, channel: str) -> Actor:
     return Actor(actor.user_id, actor.name, actor.roles, channel=channel, identity=actor.identity,
                  timezone=actor.timezone)
+
+
+# --- people on chat platforms ----------------------------------------------------------------------------
+
+SenderPolicy = Literal["pairing", "allowlist", "open"]
+PAIRING_TTL = timedelta(hours=24)
+_UNSAFE_NAME = re.compile(r"[^a-z0-9_.-]+")
+
+
+class IdentityStore(Protocol):
+    async def find_identity(self, channel: str, external_id: str) -> tuple[IdentityRecord, UserRecord] | None: ...
+    async def link_identity(self, user_id: int, channel: str, external_id: str,
+                            display_name: str | None = None) -> IdentityRecord: ...
+    async def create_user(self, name: str, role: str = "user", timezone: str | None = None) -> UserRecord: ...
+    async def get_user_by_name(self, name: str) -> UserRecord | None: ...
+
+
+class PairingStore(Protocol):
+    async def pairing_code(self, channel: str, external_id: str, display_name: str | None, *,
+                           ttl: timedelta) -> PairingCode: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An unknown sender that may not talk yet; ``text`` is what they are told (None: nothing)."""
+
+    text: str | None
+    code: str | None = None
+
+
+class ChannelIdentities:
+    """Maps a platform account to a hearth user, by the channel's policy for senders it does not know.
+
+    * ``pairing`` (the default): the sender gets a one-time code; an admin approves it with
+      ``hearth users pair CODE``, which links the account to a user, new or existing.
+    * ``allowlist``: accounts listed for the channel get a user of their own on first contact; others get
+      no answer at all (a bot that answers strangers confirms it exists).
+    * ``open``: every account gets a user of its own on first contact.
+
+    A disabled user's accounts are refused without an answer.
+    """
+
+    def __init__(self, users: IdentityStore, pairing: PairingStore, events: EventSink) -> None:
+        self._users = users
+        self._pairing = pairing
+        self._events = events
+
+    async def resolve(self, channel: str, external_id: str, display_name: str | None, *, policy: SenderPolicy,
+                      allowlist: frozenset[str] = frozenset()) -> Actor | Refusal:
+        found = await self._users.find_identity(channel, external_id)
+        if found is not None:
+            _, user = found
+            if user.disabled:
+                return Refusal(None)
+            return actor_for(user, channel=channel, identity=external_id)
+        if policy == "open" or (policy == "allowlist" and external_id in allowlist):
+            user = await self._new_user(channel, external_id, display_name)
+            await self._users.link_identity(user.id, channel, external_id, display_name)
+            self._events.emit(Event("identity.linked", None, {"channel": channel, "user": user.name,
+                                                              "by": policy}))
+            return actor_for(user, channel=channel, identity=external_id)
+        if policy == "allowlist":
+            self._events.emit(Event("identity.refused", None, {"channel": channel}))
+            return Refusal(None)
+        code = await self._pairing.pairing_code(channel, external_id, display_name, ttl=PAIRING_TTL)
+        self._events.emit(Event("identity.pairing", None, {"channel": channel}))
+        return Refusal(f"Hi! This assistant does not know you yet. Ask its owner to approve you with this "
+                       f"code: {code.code}\n(on the server: hearth users pair {code.code})", code=code.code)
+
+    async def _new_user(self, channel: str, external_id: str, display_name: str | None) -> UserRecord:
+        base = _UNSAFE_NAME.sub("-", f"{channel}-{(display_name or external_id).lower()}").strip("-.")[:48]
+        name = base or channel
+        for n in range(2, 1000):
+            if await self._users.get_user_by_name(name) is None:
+                try:
+                    return await self._users.create_user(name)
+                except InvalidRequest as exc:
+                    if exc.code != "exists":
+                        raise
+            name = f"{base[:44]}-{n}"
+        raise InvalidRequest(f"no free user name for {channel} account {external_id}", code="exists")

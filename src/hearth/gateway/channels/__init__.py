@@ -1,0 +1,1 @@
+"""Chat platforms: Telegram, Slack, WhatsApp, and what they share (``common``)."""

@@ -121,3 +121,41 @@ def sim_process() -> Iterator[str]:
     yield url
     process.terminate()
     process.wait(5)
+
+
+def test_users_pair_links_a_platform_account_and_dead_letters_are_retried(env: dict[str, str]) -> None:
+    import asyncio
+    from datetime import timedelta
+
+    from hearth.store import Database, PlainTextCodec, upgrade
+    from hearth.store.channels import ChannelRepository
+
+    assert hearth("users", "add", "carol", env=env).returncode == 0
+
+    async def seed() -> tuple[str, int]:
+        db = Database(f"sqlite:///{Path(env['HEARTH_DATA_DIR']) / 'hearth.db'}")
+        try:
+            await upgrade(db)
+            store = ChannelRepository(db, PlainTextCodec())
+            code = await store.pairing_code("telegram", "4242", "Ann", ttl=timedelta(hours=1))
+            [item] = await store.enqueue("telegram", "4242", [{"text": "hi"}])
+            await store.mark_failed(item, "Forbidden: bot was blocked by the user", retry_at=None)
+            return code.code, item
+        finally:
+            await db.aclose()
+
+    code, item = asyncio.run(seed())
+    unknown = hearth("users", "pair", "ZZZZ9999", env=env)
+    assert unknown.returncode == 1 and "no pending pairing code" in unknown.stderr
+    paired = hearth("users", "pair", code.lower(), "--user", "carol", env=env)
+    assert paired.returncode == 0, paired.stderr
+    assert "paired telegram account Ann with user carol" in paired.stdout
+    assert hearth("users", "pair", code, env=env).returncode == 1  # used
+
+    dead = hearth("channels", "outbox", "--dead", env=env)
+    assert dead.returncode == 0 and "blocked by the user" in dead.stdout
+    retried = hearth("channels", "retry", str(item), env=env)
+    assert retried.returncode == 0 and f"message {item} to telegram:4242 is queued again" in retried.stdout
+    assert "blocked" not in hearth("channels", "outbox", "--dead", env=env).stdout
+    again = hearth("channels", "retry", str(item), env=env)
+    assert again.returncode == 1 and "not dead" in again.stderr

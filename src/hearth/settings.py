@@ -214,6 +214,49 @@ class Settings(BaseSettings):
     hearth_log_format: Literal["console", "json"] = _field(
         "console", "HEARTH_LOG_FORMAT", "`console` for people, `json` for Filebeat/Logstash.")
 
+    # --- chat platforms ------------------------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = _field(
+        None, "TELEGRAM_BOT_TOKEN", "Telegram bot token from @BotFather. Unset: the Telegram channel is off.")
+    telegram_webhook_secret: SecretStr | None = _field(
+        None, "TELEGRAM_WEBHOOK_SECRET",
+        "Secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token` (1-256 of `A-Za-z0-9_-`); required for the "
+        "webhook, which is off without it.")
+    telegram_api_base: str = _field(
+        "https://api.telegram.org", "TELEGRAM_API_BASE", "Bot API server (a self-hosted `telegram-bot-api` too).")
+    telegram_mode: Literal["webhook", "polling"] = _field(
+        "webhook", "TELEGRAM_MODE", "`webhook` (Telegram calls `/channels/telegram/webhook`) or `polling` "
+        "(hearth asks Telegram; for hosts with no public URL).")
+    telegram_sender_policy: Literal["pairing", "allowlist", "open"] = _field(
+        "pairing", "TELEGRAM_SENDER_POLICY", "Unknown senders: `pairing` (a code an admin approves with "
+        "`hearth users pair CODE`), `allowlist` (only `TELEGRAM_ALLOWLIST`), or `open`.")
+    telegram_allowlist: Annotated[tuple[str, ...], NoDecode] = _field(
+        (), "TELEGRAM_ALLOWLIST", "Comma-separated Telegram user ids allowed in with the `allowlist` policy.")
+    slack_bot_token: SecretStr | None = _field(
+        None, "SLACK_BOT_TOKEN", "Slack bot token (`xoxb-...`). Unset: the Slack channel is off.")
+    slack_signing_secret: SecretStr | None = _field(
+        None, "SLACK_SIGNING_SECRET", "Slack app signing secret; requests to `/channels/slack/*` are verified "
+        "with it. Unset: the Slack channel is off.")
+    slack_api_base: str = _field("https://slack.com/api/", "SLACK_API_BASE", "Slack Web API base URL.")
+    slack_sender_policy: Literal["pairing", "allowlist", "open"] = _field(
+        "pairing", "SLACK_SENDER_POLICY", "Unknown senders on Slack: `pairing`, `allowlist` or `open`.")
+    slack_allowlist: Annotated[tuple[str, ...], NoDecode] = _field(
+        (), "SLACK_ALLOWLIST", "Comma-separated Slack user ids allowed in with the `allowlist` policy.")
+    whatsapp_token: SecretStr | None = _field(
+        None, "WHATSAPP_TOKEN", "WhatsApp Cloud API access token. Unset: the WhatsApp channel is off.")
+    whatsapp_app_secret: SecretStr | None = _field(
+        None, "WHATSAPP_APP_SECRET", "Meta app secret; webhook calls are verified with `X-Hub-Signature-256`.")
+    whatsapp_verify_token: SecretStr | None = _field(
+        None, "WHATSAPP_VERIFY_TOKEN", "Token you choose for the webhook's `hub.verify_token` handshake.")
+    whatsapp_phone_number_id: str | None = _field(
+        None, "WHATSAPP_PHONE_NUMBER_ID", "The business phone number's id that hearth sends from.")
+    whatsapp_api_base: str = _field(
+        "https://graph.facebook.com/v21.0", "WHATSAPP_API_BASE", "Graph API base URL, with its version.")
+    whatsapp_sender_policy: Literal["pairing", "allowlist", "open"] = _field(
+        "pairing", "WHATSAPP_SENDER_POLICY", "Unknown senders on WhatsApp: `pairing`, `allowlist` or `open`.")
+    whatsapp_allowlist: Annotated[tuple[str, ...], NoDecode] = _field(
+        (), "WHATSAPP_ALLOWLIST", "Comma-separated phone numbers (as WhatsApp sends them, e.g. `4917...`) "
+        "allowed in with the `allowlist` policy.")
+
     # --- checks --------------------------------------------------------------------------------------------
 
     @field_validator("ai_model_endpoint")
@@ -255,6 +298,23 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP network (e.g. 10.0.0.0/8)") from None
         return tuple(cidrs)
+
+    @field_validator("telegram_allowlist", "slack_allowlist", "whatsapp_allowlist", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(i.strip().lstrip("+") for i in items if str(i).strip())
+
+    @field_validator("telegram_api_base", "slack_api_base", "whatsapp_api_base")
+    @classmethod
+    def _check_api_base(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("telegram_bot_token", "telegram_webhook_secret", "slack_bot_token", "slack_signing_secret",
+                     "whatsapp_token", "whatsapp_app_secret", "whatsapp_verify_token")
+    @classmethod
+    def _empty_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
     @field_validator("hearth_database_url")
     @classmethod

@@ -1,4 +1,4 @@
-"""The ``hearth`` command: serve, chat, users, doctor, db."""
+"""The ``hearth`` command: serve, chat, users, skills, doctor, db."""
 
 from __future__ import annotations
 
@@ -14,20 +14,25 @@ from rich.console import Console
 from rich.table import Table
 
 from hearth import __version__
-from hearth.errors import ConfigError, HearthError
+from hearth.errors import ConfigError, HearthError, NotFound
 from hearth.ops import logging as hearth_logging
 from hearth.runtime import Runtime, load_settings
 from hearth.settings import Settings
 from hearth.store import Database, migrate
+from hearth.types import Event
 
 from .chat import chat_in_process, chat_remote
 from .doctor import run_doctor
+from .skills import skills_app
 
 app = typer.Typer(help="hearth: a self-hosted AI assistant.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="Manage users and their API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+channels_app = typer.Typer(help="Chat platform channels: the outbox and its dead letters.", no_args_is_help=True)
+app.add_typer(channels_app, name="channels")
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
+app.add_typer(skills_app, name="skills")
 
 console = Console()
 err = Console(stderr=True)
@@ -159,6 +164,84 @@ def users_list() -> None:
     for u in users:
         table.add_row(str(u.id), u.name, u.role, "yes" if u.disabled else "", u.created_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)
+
+
+@users_app.command("pair")
+def users_pair(
+    code: str,
+    user: str | None = typer.Option(None, "--user", "-u",
+                                    help="Link the account to this existing user (default: a new user)."),
+    role: str = typer.Option("user", "--role", "-r", help="Role of the new user: admin, user or guest."),
+) -> None:
+    """Approve a pairing code that hearth sent to someone on Telegram, Slack or WhatsApp."""
+    settings = _settings()
+    hearth_logging.configure("warning", settings.hearth_log_format)
+
+    async def work(runtime: Runtime) -> Any:
+        wanted = code.strip().upper().replace("-", "").replace(" ", "")
+        pending = {p.code: p for p in await runtime.channel_store.pending_pairings()}
+        pairing = pending.get(wanted)
+        if pairing is None:
+            raise NotFound(f"no pending pairing code {code!r} (codes expire after a day; ask the person to write "
+                           "to the bot again for a new one)")
+        if user is not None:
+            record = await runtime.users.get_user_by_name(user)
+            if record is None:
+                raise NotFound(f"no user named {user!r} (see hearth users list)")
+        else:
+            record = await runtime.identities.new_user(pairing.channel, pairing.external_id, pairing.display_name,
+                                                       role=role)
+        approved = await runtime.channel_store.approve_pairing(wanted, record.id)
+        runtime.bus.emit(Event("identity.paired", None, {"channel": approved.channel, "user": record.name}))
+        return approved, record
+
+    try:
+        approved, record = _run(lambda: _with_runtime(settings, work))
+    except HearthError as exc:
+        raise _fail(exc) from None
+    who = approved.display_name or approved.external_id
+    console.print(f"paired {approved.channel} account {who} with user [bold]{record.name}[/]")
+
+
+@channels_app.command("outbox")
+def channels_outbox(
+    dead: bool = typer.Option(False, "--dead", help="Only the dead letters: messages that kept failing."),
+    channel: str | None = typer.Option(None, "--channel", "-c", help="Only this channel."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000),
+) -> None:
+    """List messages in the outbox, newest first."""
+    settings = _settings()
+    hearth_logging.configure("warning", settings.hearth_log_format)
+
+    async def work(runtime: Runtime) -> Any:
+        return await runtime.channel_store.list(status="dead" if dead else None, channel=channel, limit=limit)
+
+    try:
+        items = _run(lambda: _with_runtime(settings, work))
+    except HearthError as exc:
+        raise _fail(exc) from None
+    table = Table("id", "channel", "to", "status", "attempts", "created", "last error")
+    for item in items:
+        table.add_row(str(item.id), item.channel, item.address, item.status, str(item.attempts),
+                      item.created_at.strftime("%Y-%m-%d %H:%M:%S"), (item.last_error or "")[:80])
+    console.print(table)
+
+
+@channels_app.command("retry")
+def channels_retry(ids: list[int]) -> None:
+    """Send dead messages again (a running server picks them up within seconds)."""
+    settings = _settings()
+    hearth_logging.configure("warning", settings.hearth_log_format)
+
+    async def work(runtime: Runtime) -> Any:
+        return [await runtime.outbox.retry(item_id) for item_id in ids]
+
+    try:
+        retried = _run(lambda: _with_runtime(settings, work))
+    except HearthError as exc:
+        raise _fail(exc) from None
+    for item in retried:
+        console.print(f"message {item.id} to {item.channel}:{item.address} is queued again")
 
 
 @app.command()

@@ -173,7 +173,7 @@ class ChannelIdentities:
                 return Refusal(None)
             return actor_for(user, channel=channel, identity=external_id)
         if policy == "open" or (policy == "allowlist" and external_id in allowlist):
-            user = await self._new_user(channel, external_id, display_name)
+            user = await self.new_user(channel, external_id, display_name)
             await self._users.link_identity(user.id, channel, external_id, display_name)
             self._events.emit(Event("identity.linked", None, {"channel": channel, "user": user.name,
                                                               "by": policy}))
@@ -186,13 +186,17 @@ class ChannelIdentities:
         return Refusal(f"Hi! This assistant does not know you yet. Ask its owner to approve you with this "
                        f"code: {code.code}\n(on the server: hearth users pair {code.code})", code=code.code)
 
-    async def _new_user(self, channel: str, external_id: str, display_name: str | None) -> UserRecord:
+    async def new_user(self, channel: str, external_id: str, display_name: str | None, *,
+                       role: str = "user") -> UserRecord:
+        """A new user for a platform account, named after it (``telegram-ann``, ``telegram-ann-2``, ...)."""
+        if role not in ROLES:
+            raise InvalidRequest(f"unknown role {role!r}; choose one of {', '.join(sorted(ROLES))}", code="invalid")
         base = _UNSAFE_NAME.sub("-", f"{channel}-{(display_name or external_id).lower()}").strip("-.")[:48]
         name = base or channel
         for n in range(2, 1000):
             if await self._users.get_user_by_name(name) is None:
                 try:
-                    return await self._users.create_user(name)
+                    return await self._users.create_user(name, role)
                 except InvalidRequest as exc:
                     if exc.code != "exists":
                         raise

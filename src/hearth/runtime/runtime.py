@@ -21,20 +21,25 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from hearth.core.agent import Agent
 from hearth.core.bus import EventBus
 from hearth.core.dialog import Dialog
-from hearth.core.identity import Authenticator
+from hearth.core.identity import Authenticator, ChannelIdentities
 from hearth.core.inbox import Inbox
 from hearth.core.locks import LocalLocks
 from hearth.core.memory import Memory
 from hearth.core.messenger import Messenger
+from hearth.core.outbox import Outbox
 from hearth.core.permissions import Policy
 from hearth.core.router import ModelRouter
 from hearth.errors import ConfigError, HearthError
 from hearth.gateway.calendar_api import CalendarApi
+from hearth.gateway.channels.common import SenderRules
+from hearth.gateway.channels.slack import SlackChannel, SlackConfig
+from hearth.gateway.channels.whatsapp import WhatsAppChannel, WhatsAppConfig
+from hearth.gateway.conversations_api import ConversationsApi
 from hearth.gateway.files_api import FilesApi
 from hearth.gateway.openai_api import OpenAIChannel
 from hearth.gateway.websocket import WebSocketChannel
@@ -55,6 +60,7 @@ from hearth.skills.registry import LoadedSkill, SkillProblem, SkillRegistry
 from hearth.skills.services import ContextFactory
 from hearth.store import ConversationRepository, Database, PlainTextCodec, UserRepository, migrate
 from hearth.store.calendar import CalendarRepository
+from hearth.store.channels import ChannelRepository
 from hearth.store.files import FileRepository
 from hearth.store.skills import SkillRepository
 from hearth.types import Event, utcnow
@@ -104,6 +110,11 @@ class Runtime:
     files: FileIntake
     calendar: CalendarSkill
     mcp: McpTools
+    channel_store: ChannelRepository
+    outbox: Outbox
+    identities: ChannelIdentities
+    slack: SlackChannel
+    whatsapp: WhatsAppChannel
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _session: aiohttp.ClientSession | None = None
 
@@ -148,6 +159,9 @@ class Runtime:
             else:
                 skills.add(LoadedSkill(manifest_of(type(built), name), InProcess(built), "builtin", name))
         mcp = McpTools(mcp_servers, events=bus)
+        channel_store = ChannelRepository(db, codec)
+        outbox = Outbox(channel_store, bus)
+        identities = ChannelIdentities(users, channel_store, bus)
         skills.add_source(mcp)
         dialog = Dialog(skills, skill_store, policy)
         agent = Agent(router, memory, skills, policy, bus, settings.agent,
@@ -155,11 +169,28 @@ class Runtime:
         inbox = Inbox(conversations, users, agent, LocalLocks(), bus, settings.agent)
         readiness = Readiness({"database": _database_check(db), "model": _model_check(router)})
         server = settings.server
-        websocket = WebSocketChannel(inbox, auth, max_message_bytes=server.ws_max_message_bytes, events=bus)
+        websocket = WebSocketChannel(inbox, auth, max_message_bytes=server.ws_max_message_bytes, events=bus,
+                                     files=files)
         messenger.add_deliverer("websocket", websocket)
         openai = OpenAIChannel(inbox, auth)
+        common: dict[str, Any] = {"inbox": inbox, "identities": identities, "receipts": channel_store,
+                                  "outbox": outbox, "files": files, "events": bus}
+        slack = SlackChannel(SlackConfig(
+            bot_token=_secret(settings.slack_bot_token), signing_secret=_secret(settings.slack_signing_secret),
+            api_base=settings.slack_api_base + "/",
+            rules=SenderRules(settings.slack_sender_policy, frozenset(settings.slack_allowlist))), **common)
+        whatsapp = WhatsAppChannel(WhatsAppConfig(
+            token=_secret(settings.whatsapp_token), app_secret=_secret(settings.whatsapp_app_secret),
+            verify_token=_secret(settings.whatsapp_verify_token),
+            phone_number_id=settings.whatsapp_phone_number_id or "", api_base=settings.whatsapp_api_base,
+            max_media_bytes=settings.hearth_max_file_mb * MB),
+            rules=SenderRules(settings.whatsapp_sender_policy, frozenset(settings.whatsapp_allowlist)), **common)
+        for name, channel in (("slack", slack), ("whatsapp", whatsapp)):
+            outbox.add_sender(name, channel.sender if isinstance(channel, WhatsAppChannel) else channel)
+            messenger.add_deliverer(name, channel)
         return cls(settings, db, users, conversations, bus, metrics, router, policy, auth, memory, agent, inbox,
-                   readiness, skills, skill_store, contexts, messenger, websocket, openai, files, calendar, mcp)
+                   readiness, skills, skill_store, contexts, messenger, websocket, openai, files, calendar, mcp,
+                   channel_store, outbox, identities, slack, whatsapp)
 
     # --- start-up ---------------------------------------------------------------------------------------
 
@@ -167,6 +198,7 @@ class Runtime:
         """Start-up work. ``serving=False`` (an in-process ``hearth chat``) leaves recovery and
         housekeeping to the server that may be running on the same database."""
         await self._first_admin()
+        await self.slack.start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         self.contexts.session = self._session
         await self.skills.apply_state()
@@ -183,6 +215,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
             self._tasks.append(asyncio.create_task(self.messenger.run(), name="scheduled-messages"))
             self._tasks.append(asyncio.create_task(self._skill_state_loop(), name="skill-state"))
+            self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         await self._say_model_status()
 
     async def _first_admin(self) -> None:
@@ -238,9 +271,11 @@ class Runtime:
 
     def web_app(self, listeners: Listeners) -> Any:
         server = self.settings.server
-        admin = AdminApi(self.auth, self.users, self.bus, self.status, self.metrics.render, CONTENT_TYPE)
+        admin = AdminApi(self.auth, self.users, self.bus, self.status, self.metrics.render, CONTENT_TYPE, self.skills)
         public = [*self.openai.routes(), *FilesApi(self.files, self.auth).routes(),
-                  *CalendarApi(self.calendar, self.auth).routes()]
+                  *self.slack.routes(), *self.whatsapp.routes(),
+                  *CalendarApi(self.calendar, self.auth).routes(),
+                  *ConversationsApi(self.conversations, self.auth, self.files).routes()]
         parts = WebParts(readiness=self.readiness, websocket=self.websocket, public_routes=public,
                          admin=admin,
                          policy=self.policy, admin_token=server.admin_token,
@@ -300,6 +335,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.inbox.close(grace=2.0)
+        await self.slack.close()
+        await self.whatsapp.aclose()
         await self.mcp.stop()
         await self.skills.stop()
         if self._session is not None:
@@ -312,6 +349,10 @@ def builtin_skills(*, files: FileIntake, calendar: CalendarSkill) -> list[tuple[
     """hearth's own skills, built with what they need."""
     return [("hearth.skills.builtin.time", TimeSkill()), ("hearth.skills.builtin.reminders", RemindersSkill()),
             ("hearth.skills.builtin.calendar", calendar), ("hearth.skills.builtin.files", FilesSkill(files))]
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
 
 
 def _mcp_servers(settings: Settings) -> list[McpServerConfig]:

@@ -193,6 +193,11 @@ class ChannelRepository:
             return False
         return True
 
+    async def forget_receipt(self, channel: str, external_id: str) -> None:
+        """Forget one delivery (it could not be taken: its redelivery must be processed)."""
+        statement = delete(channel_receipts).where(_r.channel == channel, _r.external_id == external_id[:255])
+        await self._db.write(lambda c: c.execute(statement))
+
     async def forget_receipts(self, before: datetime) -> int:
         """Drop receipts older than ``before`` (platforms stop redelivering after hours, not days)."""
         statement = delete(channel_receipts).where(_r.received_at < before)

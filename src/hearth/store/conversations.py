@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Row,
+    and_,
     bindparam,
     case,
     delete,
@@ -43,7 +45,7 @@ from hearth.store.fastpath import SqliteTurns
 from hearth.store.records import Accepted, ConversationRecord, MessageRecord, NewMessage
 from hearth.store.schema import conversations, messages, users, utcnow
 
-__all__ = ["ConversationRepository"]
+__all__ = ["ConversationOverview", "ConversationPage", "ConversationRepository", "MessagePage"]
 
 PURGE_BATCH = 2000  # rows per purge transaction, so that other writers get the lock in between
 _NO_UPPER_ID = 2**63 - 1
@@ -186,6 +188,87 @@ _PURGE_CONVERSATIONS = delete(conversations).where(
     )
 )
 
+# --- what people see: the list of conversations and a conversation's messages, page by page ----------
+_USER: ColumnClause[str] = literal_column("'user'")
+_later = messages.alias("later")
+# A person sees user messages, notices and each turn's answer: the turn's last assistant message (the
+# ones before it carried tool calls, and tool messages are the tools' own).
+_SHOWN = or_(
+    _m.role == _USER,
+    and_(_m.role == _ASSISTANT, or_(_m.reply_to.is_(None), ~exists().where(
+        _later.c.reply_to == _m.reply_to, _later.c.role == _ASSISTANT, _later.c.id > _m.id))),
+)
+_OWNED = select(*_CONV).where(_c.id == bindparam("id"), _c.user_id == bindparam("user_id"))
+_cursor = conversations.alias("cursor")
+_CURSOR_UPDATED = (
+    select(_cursor.c.updated_at)
+    .where(_cursor.c.id == bindparam("before"), _cursor.c.user_id == bindparam("user_id"))
+    .scalar_subquery()
+)
+_CONVERSATIONS_BEFORE = (
+    select(*_CONV)
+    .where(_c.user_id == bindparam("user_id"),
+           or_(_c.updated_at < _CURSOR_UPDATED, and_(_c.updated_at == _CURSOR_UPDATED, _c.id < bindparam("before"))))
+    .order_by(_c.updated_at.desc(), _c.id.desc())
+    .limit(bindparam("limit"))
+)
+_COUNT_SHOWN = (
+    select(_m.conversation_id, func.count())
+    .where(_m.conversation_id.in_(bindparam("ids", expanding=True)), _SHOWN)
+    .group_by(_m.conversation_id)
+)
+_first = messages.alias("first")
+_FIRST_USER_MESSAGES = select(_m.conversation_id, _m.content).where(_m.id.in_(
+    select(func.min(_first.c.id))
+    .where(_first.c.conversation_id.in_(bindparam("ids", expanding=True)), _first.c.role == _USER)
+    .group_by(_first.c.conversation_id)
+))
+_TURN_OF = select(_TURN).where(_m.id == bindparam("id"), _m.conversation_id == bindparam("conversation_id"))
+# In turn order like ``_HISTORY``, newest first; the cursor is a message: everything shown before it.
+_SHOWN_BEFORE = (
+    select(*_MSG)
+    .where(_m.conversation_id == bindparam("conversation_id"), _SHOWN,
+           or_(bindparam("before_turn") > _TURN,
+               and_(bindparam("before_turn") == _TURN, _m.id < bindparam("before_id"))))
+    .order_by(_TURN.desc(), _m.id.desc())
+    .limit(bindparam("limit"))
+)
+_RENAME = (
+    update(conversations)
+    .where(_c.id == bindparam("p_id"), _c.user_id == bindparam("p_user_id"))
+    .values(title=bindparam("p_title"))
+    .returning(*_CONV)
+)
+_DELETE_MESSAGES_OF = delete(messages).where(_m.conversation_id == bindparam("conversation_id"))
+_DELETE_CONVERSATION = delete(conversations).where(_c.id == bindparam("id"))
+TITLE_LENGTH = 60  # characters of the first message that make a conversation's title when it has none
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationOverview:
+    """A conversation as a list of conversations shows it."""
+
+    id: str
+    channel: str
+    title: str  # the title the user gave it, else the start of its first message ("" while it has none)
+    created_at: datetime
+    updated_at: datetime
+    messages: int  # the messages a person sees (``ConversationRepository.shown_messages``)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    conversations: list[ConversationOverview]  # most recently updated first
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    conversation: ConversationRecord
+    messages: list[MessageRecord]  # oldest first
+    has_more: bool
+
+
 class ConversationRepository:
     """Conversations, messages and turns. ``codec`` turns text into stored bytes and back.
 
@@ -245,6 +328,89 @@ class ConversationRepository:
 
     def _list_conversations_tx(self, conn: Connection, /, params: dict[str, Any]) -> list[ConversationRecord]:
         return [self._conversation(row) for row in conn.execute(_LIST_CONVERSATIONS, params)]
+
+    # --- what people see -----------------------------------------------------------------------
+
+    async def conversation_page(self, user_id: int, *, limit: int = 50, before: str | None = None
+                                ) -> ConversationPage:
+        """The user's conversations, most recently updated first, ``limit`` at a time; ``before`` is the
+        id of the last conversation of the previous page (``InvalidRequest(code="bad_cursor")`` when it is
+        not one of the user's)."""
+        return await self._db.read(self._conversation_page_tx, user_id, max(limit, 0), before)
+
+    def _conversation_page_tx(self, conn: Connection, /, user_id: int, limit: int, before: str | None
+                              ) -> ConversationPage:
+        params: dict[str, Any] = {"user_id": user_id, "limit": limit + 1}
+        if before is None:
+            rows = conn.execute(_LIST_CONVERSATIONS, params).all()
+        else:
+            if conn.execute(_OWNED, {"id": before, "user_id": user_id}).first() is None:
+                raise InvalidRequest(f"'before' is not one of your conversations: {before[:64]!r}", code="bad_cursor")
+            rows = conn.execute(_CONVERSATIONS_BEFORE, {**params, "before": before}).all()
+        found = [self._conversation(row) for row in rows[:limit]]
+        ids = [c.id for c in found]
+        counts: dict[str, int] = {}
+        firsts: dict[str, bytes] = {}
+        if ids:
+            counts = {row[0]: int(row[1]) for row in conn.execute(_COUNT_SHOWN, {"ids": ids})}
+            untitled = [c.id for c in found if not c.title]
+            if untitled:
+                firsts = {row[0]: row[1] for row in conn.execute(_FIRST_USER_MESSAGES, {"ids": untitled})}
+        overviews = []
+        for c in found:
+            title = c.title or (_title_from(self._decode(firsts[c.id])) if c.id in firsts else "")
+            overviews.append(ConversationOverview(c.id, c.channel, title, c.created_at, c.updated_at,
+                                                  counts.get(c.id, 0)))
+        return ConversationPage(overviews, len(rows) > limit)
+
+    async def shown_messages(self, user_id: int, conversation_id: str, *, limit: int = 50,
+                             before: int | None = None) -> MessagePage:
+        """The messages a person sees in the user's conversation, the newest ``limit`` before the message
+        ``before``, oldest first: user messages (pending and failed ones too), notices, and each turn's
+        answer (its last assistant message), in turn order; not tool calls or tool results.
+
+        ``NotFound`` for a conversation that is not the user's; ``InvalidRequest(code="bad_cursor")``
+        when ``before`` is not a message of it.
+        """
+        return await self._db.read(self._shown_messages_tx, user_id, conversation_id, max(limit, 0), before)
+
+    def _shown_messages_tx(self, conn: Connection, /, user_id: int, conversation_id: str, limit: int,
+                           before: int | None) -> MessagePage:
+        row = conn.execute(_OWNED, {"id": conversation_id, "user_id": user_id}).first()
+        if row is None:
+            raise NotFound(f"conversation {conversation_id[:64]} not found")
+        before_turn = before_id = _NO_UPPER_ID
+        if before is not None:
+            turn = conn.execute(_TURN_OF, {"id": before, "conversation_id": conversation_id}).scalar_one_or_none()
+            if turn is None:
+                raise InvalidRequest(f"'before' is not a message of this conversation: {before}", code="bad_cursor")
+            before_turn, before_id = int(turn), before
+        rows = conn.execute(_SHOWN_BEFORE, {"conversation_id": conversation_id, "before_turn": before_turn,
+                                            "before_id": before_id, "limit": limit + 1}).all()
+        shown = [self._message(r) for r in reversed(rows[:limit])]
+        return MessagePage(self._conversation(row), shown, len(rows) > limit)
+
+    async def rename_conversation(self, user_id: int, conversation_id: str, title: str | None
+                                  ) -> ConversationRecord:
+        """Set the title of the user's conversation (``None`` or blank: back to its first message)."""
+        params = {"p_id": conversation_id, "p_user_id": user_id, "p_title": (title or "").strip() or None}
+        record = await self._db.write(self._one_conversation_tx, _RENAME, params)
+        if record is None:
+            raise NotFound(f"conversation {conversation_id[:64]} not found")
+        return record
+
+    async def delete_conversation(self, user_id: int, conversation_id: str) -> int:
+        """Delete the user's conversation with all its messages (its pending questions and scheduled
+        messages go with it; its files stay, no longer tied to it); returns how many messages went.
+        ``NotFound`` for a conversation that is not the user's."""
+        return await self._db.write(self._delete_conversation_tx, user_id, conversation_id)
+
+    def _delete_conversation_tx(self, conn: Connection, /, user_id: int, conversation_id: str) -> int:
+        if conn.execute(_OWNED, {"id": conversation_id, "user_id": user_id}).first() is None:
+            raise NotFound(f"conversation {conversation_id[:64]} not found")
+        deleted = int(conn.execute(_DELETE_MESSAGES_OF, {"conversation_id": conversation_id}).rowcount)
+        conn.execute(_DELETE_CONVERSATION, {"id": conversation_id})
+        return deleted
 
     # --- accepting messages -------------------------------------------------------------------
 
@@ -528,6 +694,14 @@ def _count(conn: Connection, /, statement: Executable, params: dict[str, Any]) -
 
 def _exists(conn: Connection, /, statement: Executable, params: dict[str, Any]) -> bool:
     return conn.execute(statement, params).first() is not None
+
+
+def _title_from(text: str) -> str:
+    """A title from a first message: its first line of words (not a line naming an attached file), cut."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    words = [line for line in lines if line and not line.startswith("[attached file ")]
+    title = next(iter(words or [line for line in lines if line]), "")
+    return title if len(title) <= TITLE_LENGTH else title[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
 def _new_conversation(

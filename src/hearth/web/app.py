@@ -4,8 +4,8 @@ The server listens on the HTTP, WebSocket and management ports with the same app
 sends each connection to the routes of the port it arrived on (``scope["server"]``), so the admin API
 is never reachable on the public port even when a reverse proxy forwards everything.
 
-* HTTP port: ``/healthz``, ``/readyz``, ``/ws``, ``/v1/...`` (OpenAI-compatible API), and later the
-  channels' webhooks and the web chat page.
+* HTTP port: ``/healthz``, ``/readyz``, ``/ws``, ``/v1/...`` (OpenAI-compatible API, files, conversations),
+  the web chat page (``/``, ``/chat/...``; the JSON index at ``/api``), and later the channels' webhooks.
 * WebSocket port: ``/healthz``, ``/readyz``, ``/ws``.
 * Management port: ``/healthz``, ``/readyz``, ``/metrics``, ``/admin/...`` behind ``AdminGuard``.
 """
@@ -30,6 +30,7 @@ from hearth.core.permissions import Policy
 
 from .admin import AdminApi, AdminGuard
 from .health import Readiness, healthz, readyz_endpoint
+from .page import ChatPage
 
 _log = logging.getLogger("hearth.web")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -121,7 +122,9 @@ class WebParts:
 
 async def _index(_: object) -> JSONResponse:
     return JSONResponse({"name": "hearth", "version": __version__,
-                         "endpoints": ["/ws", "/v1/chat/completions", "/v1/models", "/healthz", "/readyz"]})
+                         "endpoints": ["/ws", "/v1/chat/completions", "/v1/models", "/v1/files", "/v1/conversations",
+                                       "/healthz", "/readyz"],
+                         "web_chat": "/"})
 
 
 def build_app(parts: WebParts, ports: Mapping[int, set[str]]) -> PortDispatcher:
@@ -131,12 +134,14 @@ def build_app(parts: WebParts, ports: Mapping[int, set[str]]) -> PortDispatcher:
     apps: dict[int, ASGIApp] = {}
     default: ASGIApp | None = None
     websocket_ports = frozenset(port for port, roles in ports.items() if roles & {PUBLIC, WEBSOCKET})
+    page = ChatPage(_index)
     for port, roles in ports.items():
         routes: list[BaseRoute] = list(health)
         if PUBLIC in roles or WEBSOCKET in roles:
             routes.append(WebSocketRoute("/ws", parts.websocket))
         if PUBLIC in roles:
-            routes.append(Route("/", _index, methods=["GET"]))
+            routes.append(Route("/api", _index, methods=["GET"]))
+            routes.extend(page.routes())
             routes.extend(parts.public_routes)
             routes.extend(parts.extra_public_routes)
         middleware = [Middleware(RequestContext)]

@@ -64,6 +64,7 @@ class Inbound:
 
 class Receipts(Protocol):
     async def first_receipt(self, channel: str, external_id: str) -> bool: ...
+    async def forget_receipt(self, channel: str, external_id: str) -> None: ...
 
 
 class Refused(Protocol):
@@ -135,18 +136,27 @@ class PlatformChannel:
         if not await self._receipts.first_receipt(self.name, message.delivery_id):
             self._events.emit(Event("channel.redelivery", None, {"channel": self.name}))
             return False
+        try:
+            await self._take(message)
+        except BaseException:
+            # not taken after all: the platform's redelivery must be processed, not dropped as a duplicate
+            with contextlib.suppress(HearthError):
+                await self._receipts.forget_receipt(self.name, message.delivery_id)
+            raise
+        return True
+
+    async def _take(self, message: Inbound) -> None:
         resolved = await self._identities.resolve(self.name, message.sender_id, message.sender_name,
                                                   policy=self._rules.policy, allowlist=self._rules.allowlist)
         if not isinstance(resolved, Actor):
             text = getattr(resolved, "text", None)
             if text:
                 await self._outbox.put(self.name, message.address, self._renderer.render(text, ()))
-            return True
+            return
         if message.files:
             self._spawn(self._with_files(resolved, message))
         else:
             await self._submit(resolved, message, ())
-        return True
 
     async def _with_files(self, actor: Actor, message: Inbound) -> None:
         attachments: list[Attachment] = []

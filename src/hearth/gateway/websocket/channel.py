@@ -12,14 +12,15 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hearth.errors import HearthError, InvalidRequest, StorageError, Unauthenticated
 from hearth.gateway.base import Authenticator, EventSink, Inbox, Outbound, bearer_token
-from hearth.types import Actor, Envelope, Event
+from hearth.gateway.files_api import StoredFile
+from hearth.types import Actor, Attachment, Envelope, Event
 
 from .hub import Hub
 from .protocol import (
@@ -39,13 +40,20 @@ AUTH_TIMEOUT = 10.0
 MAX_IN_FLIGHT = 16
 
 
+class FileLookup(Protocol):
+    async def get(self, user_id: int, file_id: str) -> StoredFile:
+        """The user's file (uploaded with ``POST /v1/files``); ``NotFound`` for another user's."""
+        ...
+
+
 class WebSocketChannel:
     """An ASGI app for ``/ws``."""
 
     def __init__(self, inbox: Inbox, auth: Authenticator, *, max_message_bytes: int = 65536,
-                 events: EventSink | None = None, hub: Hub | None = None) -> None:
+                 events: EventSink | None = None, hub: Hub | None = None, files: FileLookup | None = None) -> None:
         self._inbox = inbox
         self._auth = auth
+        self._files = files
         self._max_bytes = max_message_bytes
         self._events = events
         self.hub = hub or Hub()
@@ -57,7 +65,7 @@ class WebSocketChannel:
         if actor is None:
             return
         self._emit("ws.connected", actor)
-        session = _Session(ws, actor, self._inbox, self._max_bytes, send)
+        session = _Session(ws, actor, self._inbox, self._max_bytes, send, self._files)
         self.hub.add(actor.user_id, session.send)
         try:
             await session.run()
@@ -103,8 +111,10 @@ class WebSocketChannel:
 
 
 class _Session:
-    def __init__(self, ws: WebSocket, actor: Actor, inbox: Inbox, max_bytes: int, raw_send: Send) -> None:
+    def __init__(self, ws: WebSocket, actor: Actor, inbox: Inbox, max_bytes: int, raw_send: Send,
+                 files: FileLookup | None = None) -> None:
         self.ws = ws
+        self.files = files
         self.raw_send = raw_send
         self.actor = actor
         self.inbox = inbox
@@ -155,10 +165,19 @@ class _Session:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
+    async def _attachments(self, file_ids: tuple[str, ...]) -> tuple[Attachment, ...]:
+        if not file_ids:
+            return ()
+        if self.files is None:
+            raise InvalidRequest("this server takes no attachments over the WebSocket", code="bad_frame")
+        records = [await self.files.get(self.actor.user_id, file_id) for file_id in file_ids]
+        return tuple(Attachment(r.filename, r.media_type, r.size, r.id) for r in records)
+
     async def _answer(self, frame: MessageFrame) -> None:
-        envelope = Envelope(id=str(frame.id), channel=CHANNEL, sender=self.actor, text=frame.text,
-                            conversation=frame.conversation, action=frame.action)
         try:
+            envelope = Envelope(id=str(frame.id), channel=CHANNEL, sender=self.actor, text=frame.text,
+                                conversation=frame.conversation, action=frame.action,
+                                attachments=await self._attachments(frame.attachments))
             submission = await self.inbox.submit(envelope)
         except HearthError as exc:
             await self.send({"type": "error", "id": frame.id, "code": exc.code, "message": exc.user_message})

@@ -3,7 +3,8 @@
 Client to server::
 
     {"type": "auth", "token": "hth_..."}                      first frame, unless a Bearer header was sent
-    {"type": "message", "id": ID, "conversation": CID?, "text": "...", "action"?: BUTTON_ID}
+    {"type": "message", "id": ID, "conversation": CID?, "text": "...", "action"?: BUTTON_ID,
+     "attachments"?: [FILE_ID, ...]}                          files uploaded with POST /v1/files; text may be ""
     {"type": "ping", "id"?: ...}
 
 Server to client::
@@ -35,6 +36,8 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SHUTTING_DOWN = 1012
 MAX_ID_LENGTH = 128
 MAX_CONVERSATION_LENGTH = 64
+MAX_ATTACHMENTS = 10
+MAX_FILE_ID_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class MessageFrame:
     text: str
     conversation: str | None
     action: str | None = None
+    attachments: tuple[str, ...] = ()  # file ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,11 @@ def parse_frame(raw: str | bytes, max_bytes: int) -> Frame:
         text = data.get("text")
         if action is not None and (text is None or text == ""):
             text = action  # a button press needs no words
-        return MessageFrame(_client_id(data.get("id")), _text(text), _conversation(data), action)
+        attachments = _attachments(data.get("attachments"))
+        if attachments and text is None:
+            text = ""  # files alone are a message
+        return MessageFrame(_client_id(data.get("id")), _text(text, empty_ok=bool(attachments)), _conversation(data),
+                            action, attachments)
     if kind == "ping":
         return PingFrame(data.get("id"))
     if kind == "auth":
@@ -107,10 +115,20 @@ def _client_id(value: Any) -> str | int:
     return value
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
+def _text(value: Any, *, empty_ok: bool = False) -> str:
+    if not isinstance(value, str) or not (value.strip() or empty_ok):
         raise InvalidRequest("message frame needs a non-empty 'text' string", code="bad_frame")
     return value
+
+
+def _attachments(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if (not isinstance(value, list) or len(value) > MAX_ATTACHMENTS
+            or not all(isinstance(v, str) and 0 < len(v) <= MAX_FILE_ID_LENGTH for v in value)):
+        raise InvalidRequest(f"'attachments' must be a list of at most {MAX_ATTACHMENTS} file ids (strings)",
+                             code="bad_frame")
+    return tuple(dict.fromkeys(value))
 
 
 def _conversation(data: dict[str, Any]) -> str | None:

@@ -70,7 +70,7 @@ def _with_registry(work: Callable[[SkillAdmin, Runtime], Awaitable[T]]) -> T:
         runtime = await Runtime.create(settings)
         try:
             # not runtime.start(): a management command makes no first admin, probes no model, starts no MCP server
-            await runtime.skills.apply_state()
+            await runtime.load_external_skills()  # folder and package skills report their manifests
             return await work(runtime.skills, runtime)
         finally:
             await runtime.aclose()

@@ -54,7 +54,8 @@ from hearth.skills.builtin.files import FileIntake, FilesSkill
 from hearth.skills.builtin.reminders import RemindersSkill
 from hearth.skills.builtin.time import TimeSkill
 from hearth.skills.invoke import InProcess
-from hearth.skills.loader import manifest_of
+from hearth.skills.isolation import WorkerExecutor, private_home
+from hearth.skills.loader import SkillProblemError, folder, installed, manifest_of
 from hearth.skills.mcp import McpServerConfig, McpTools, load_mcp_config
 from hearth.skills.registry import LoadedSkill, SkillProblem, SkillRegistry
 from hearth.skills.services import ContextFactory
@@ -117,6 +118,7 @@ class Runtime:
     whatsapp: WhatsAppChannel
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _session: aiohttp.ClientSession | None = None
+    _external_loaded: bool = False
 
     @classmethod
     async def create(cls, settings: Settings) -> Runtime:
@@ -194,9 +196,41 @@ class Runtime:
 
     # --- start-up ---------------------------------------------------------------------------------------
 
+    async def load_external_skills(self) -> None:
+        """Start a worker for each skill in the skills folder and in installed packages, and register the
+        manifest it reports (a skill that fails is a problem naming its file and the fix; the rest load).
+        A folder or package skill with a built-in's name replaces the built-in: it is the operator's choice.
+        Runs once; ``start`` calls it, and so do the ``hearth skills`` commands."""
+        if self._external_loaded:
+            return
+        self._external_loaded = True
+        sources, problems = folder(self.settings.skills_dir)
+        self.skills.problems.extend(problems)
+        sources = [*sources, *installed()]
+        executors = [WorkerExecutor(source, home=private_home(self.settings.hearth_data_dir, source))
+                     for source in sources]
+        results = await asyncio.gather(*(e.handshake() for e in executors), return_exceptions=True)
+        for source, executor, result in zip(sources, executors, results, strict=True):
+            if isinstance(result, SkillProblemError):
+                self.skills.problems.append(result.problem)
+                continue
+            if isinstance(result, BaseException):
+                await executor.stop()
+                self.skills.problems.append(SkillProblem(str(source), f"its worker could not start ({result})",
+                                                         "run it with python to see the error"))
+                continue
+            loaded = LoadedSkill(result, executor, source.origin, str(source))
+            executor.granted = lambda skill=loaded: skill.granted  # type: ignore[misc]
+            replaced = self.skills.replace(loaded)
+            if replaced is not None:
+                _log.warning("skill %r from %s replaces the built-in skill of that name", result.name, source)
+                await replaced.executor.stop()
+        await self.skills.apply_state()
+
     async def start(self, *, serving: bool = True) -> None:
         """Start-up work. ``serving=False`` (an in-process ``hearth chat``) leaves recovery and
         housekeeping to the server that may be running on the same database."""
+        await self.load_external_skills()
         await self._first_admin()
         await self.slack.start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))

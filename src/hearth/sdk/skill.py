@@ -150,7 +150,9 @@ class Skill:
             base = cls.__name__.removesuffix("Skill") or cls.__name__
             cls.name = re.sub(r"(?<!^)(?=[A-Z])", "_", base).lower()
         if not cls.__dict__.get("description"):
-            cls.description = (inspect.getdoc(cls) or "").split("\n\n")[0].strip()
+            # the class's own docstring only: an undocumented skill must not read as the base class's
+            own = cls.__dict__.get("__doc__")
+            cls.description = (inspect.cleandoc(own) if isinstance(own, str) else "").split("\n\n")[0].strip()
         found: dict[str, IntentSpec] = {}
         for klass in reversed(cls.__mro__):
             for attribute in vars(klass).values():

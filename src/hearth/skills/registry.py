@@ -102,6 +102,17 @@ class SkillRegistry:
         self._skills[name] = skill
         self._rebuild()
 
+    def replace(self, skill: LoadedSkill) -> LoadedSkill | None:
+        """Add ``skill``; a built-in of the same name is replaced (and returned, to be stopped). A skill of
+        the same name from anywhere else stays, and ``skill`` is refused with a problem, as ``add`` does."""
+        existing = self._skills.get(skill.manifest.name)
+        if existing is not None and existing.trusted:
+            self._skills[skill.manifest.name] = skill
+            self._rebuild()
+            return existing
+        self.add(skill)
+        return None
+
     def add_source(self, source: ToolSource) -> None:
         self._sources.append(source)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from hearth.core.identity import actor_for
 from hearth.runtime import Runtime
 from hearth.testing.modelsim import ModelSimulator, Turn
 from tests.support.hearth import make_settings
@@ -55,14 +56,13 @@ async def test_the_seed_template_runs_in_a_worker_and_replaces_the_builtin(tmp_p
 
         user = await runtime.users.get_user_by_name("admin")
         assert user is not None
-        from hearth.core.identity import actor_for
         actor = actor_for(user, channel="test")
         by_command = await send(runtime, actor, "/calendar schedule_meeting")
         assert "confirmed" in by_command.text and "12345" in by_command.text
         assert sim.requests == []  # no model needed
 
-        sim.script(Turn(tool_calls=[("calendar__schedule_meeting", {"start": "2026-05-12T15:00", "duration": "PT30M"})]),
-                   Turn(text="Booked: meeting 12345."))
+        arguments = {"start": "2026-05-12T15:00", "duration": "PT30M"}
+        sim.script(Turn(tool_calls=[("calendar__schedule_meeting", arguments)]), Turn(text="Booked: meeting 12345."))
         by_model = await send(runtime, actor, "please book me a meeting")
         assert by_model.text == "Booked: meeting 12345."
         tool_result = [m for m in sim.requests[-1].body["messages"] if m["role"] == "tool"][-1]

@@ -159,3 +159,22 @@ def test_users_pair_links_a_platform_account_and_dead_letters_are_retried(env: d
     assert "blocked" not in hearth("channels", "outbox", "--dead", env=env).stdout
     again = hearth("channels", "retry", str(item), env=env)
     assert again.returncode == 1 and "not dead" in again.stderr
+
+
+async def test_channels_telegram_set_webhook_registers_the_url_with_the_secret(env: dict[str, str]) -> None:
+    import asyncio
+
+    from hearth.testing.fake_telegram import DEFAULT_TOKEN, FakeTelegram
+
+    async with FakeTelegram(lifetime=60) as telegram:
+        settings = {**env, "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN, "TELEGRAM_WEBHOOK_SECRET": "s3cret-value",
+                    "TELEGRAM_API_BASE": telegram.api_base}
+        url = "https://hearth.example.org/channels/telegram/webhook"
+        done = await asyncio.to_thread(hearth, "channels", "telegram", "set-webhook", url, env=settings)
+        assert done.returncode == 0, done.stderr
+        assert telegram.webhook["url"] == url and telegram.webhook["secret_token"] == "s3cret-value"
+        wrong = await asyncio.to_thread(hearth, "channels", "telegram", "set-webhook", "http://x/hook", env=settings)
+        assert wrong.returncode == 1 and "https://" in wrong.stderr
+        no_secret = await asyncio.to_thread(hearth, "serve", env={**settings, "TELEGRAM_WEBHOOK_SECRET": ""})
+        assert no_secret.returncode == 2 and "TELEGRAM_WEBHOOK_SECRET" in no_secret.stderr
+    assert DEFAULT_TOKEN not in done.stdout + done.stderr

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hearth import __version__
-from hearth.errors import ConfigError, HearthError, NotFound
+from hearth.errors import ConfigError, HearthError, InvalidRequest, NotFound
 from hearth.ops import logging as hearth_logging
 from hearth.runtime import Runtime, load_settings
 from hearth.settings import Settings
@@ -242,6 +242,34 @@ def channels_retry(ids: list[int]) -> None:
         raise _fail(exc) from None
     for item in retried:
         console.print(f"message {item.id} to {item.channel}:{item.address} is queued again")
+
+
+telegram_app = typer.Typer(help="The Telegram channel.", no_args_is_help=True)
+channels_app.add_typer(telegram_app, name="telegram")
+
+
+@telegram_app.command("set-webhook")
+def telegram_set_webhook(url: str) -> None:
+    """Tell Telegram to send updates to URL (https://your.host/channels/telegram/webhook), with the secret."""
+    settings = _settings()
+    hearth_logging.configure("warning", settings.hearth_log_format)
+
+    async def work(runtime: Runtime) -> Any:
+        if runtime.telegram is None:
+            raise ConfigError("TELEGRAM_BOT_TOKEN", "not set: the Telegram channel is off")
+        if not url.startswith("https://") or not url.rstrip("/").endswith("/channels/telegram/webhook"):
+            raise InvalidRequest("the URL must be https://<your host>/channels/telegram/webhook (Telegram "
+                                 "only calls HTTPS webhooks)")
+        await runtime.telegram.set_webhook(url)
+
+    try:
+        _run(lambda: _with_runtime(settings, work))
+    except ConfigError as exc:
+        err.print(f"[bold red]hearth: configuration error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except HearthError as exc:
+        raise _fail(exc) from None
+    console.print(f"Telegram will send updates to {url}")
 
 
 @app.command()

@@ -38,6 +38,7 @@ from hearth.errors import ConfigError, HearthError
 from hearth.gateway.calendar_api import CalendarApi
 from hearth.gateway.channels.common import SenderRules
 from hearth.gateway.channels.slack import SlackChannel, SlackConfig
+from hearth.gateway.channels.telegram import TelegramChannel, TelegramConfig
 from hearth.gateway.channels.whatsapp import WhatsAppChannel, WhatsAppConfig
 from hearth.gateway.conversations_api import ConversationsApi
 from hearth.gateway.files_api import FilesApi
@@ -116,9 +117,11 @@ class Runtime:
     identities: ChannelIdentities
     slack: SlackChannel
     whatsapp: WhatsAppChannel
+    telegram: TelegramChannel | None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _session: aiohttp.ClientSession | None = None
     _external_loaded: bool = False
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def create(cls, settings: Settings) -> Runtime:
@@ -128,6 +131,7 @@ class Runtime:
         except OSError as exc:
             raise ConfigError("HEARTH_DATA_DIR", f"cannot create {data_dir}: {exc.strerror}") from exc
         mcp_servers = _mcp_servers(settings)  # a bad file stops start-up before anything is opened
+        telegram_config = _telegram_config(settings)
         db = Database(settings.database_url)
         try:
             await migrate.upgrade(db)
@@ -187,12 +191,16 @@ class Runtime:
             phone_number_id=settings.whatsapp_phone_number_id or "", api_base=settings.whatsapp_api_base,
             max_media_bytes=settings.hearth_max_file_mb * MB),
             rules=SenderRules(settings.whatsapp_sender_policy, frozenset(settings.whatsapp_allowlist)), **common)
+        telegram = TelegramChannel(telegram_config, **common) if telegram_config is not None else None
+        if telegram is not None:
+            outbox.add_sender("telegram", telegram)
+            messenger.add_deliverer("telegram", telegram)
         for name, channel in (("slack", slack), ("whatsapp", whatsapp)):
             outbox.add_sender(name, channel.sender if isinstance(channel, WhatsAppChannel) else channel)
             messenger.add_deliverer(name, channel)
         return cls(settings, db, users, conversations, bus, metrics, router, policy, auth, memory, agent, inbox,
                    readiness, skills, skill_store, contexts, messenger, websocket, openai, files, calendar, mcp,
-                   channel_store, outbox, identities, slack, whatsapp)
+                   channel_store, outbox, identities, slack, whatsapp, telegram)
 
     # --- start-up ---------------------------------------------------------------------------------------
 
@@ -233,6 +241,8 @@ class Runtime:
         await self.load_external_skills()
         await self._first_admin()
         await self.slack.start()
+        if self.telegram is not None:
+            await self.telegram.start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         self.contexts.session = self._session
         await self.skills.apply_state()
@@ -250,6 +260,9 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.messenger.run(), name="scheduled-messages"))
             self._tasks.append(asyncio.create_task(self._skill_state_loop(), name="skill-state"))
             self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+            if self.telegram is not None and self.settings.telegram_mode == "polling":
+                self._tasks.append(asyncio.create_task(self.telegram.run_polling(self._stopping),
+                                                       name="telegram-polling"))
         await self._say_model_status()
 
     async def _first_admin(self) -> None:
@@ -308,6 +321,7 @@ class Runtime:
         admin = AdminApi(self.auth, self.users, self.bus, self.status, self.metrics.render, CONTENT_TYPE, self.skills)
         public = [*self.openai.routes(), *FilesApi(self.files, self.auth).routes(),
                   *self.slack.routes(), *self.whatsapp.routes(),
+                  *(self.telegram.routes() if self.telegram is not None else ()),
                   *CalendarApi(self.calendar, self.auth).routes(),
                   *ConversationsApi(self.conversations, self.auth, self.files).routes()]
         parts = WebParts(readiness=self.readiness, websocket=self.websocket, public_routes=public,
@@ -369,7 +383,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.inbox.close(grace=2.0)
+        self._stopping.set()
         await self.slack.close()
+        if self.telegram is not None:
+            await self.telegram.close()
         await self.whatsapp.aclose()
         await self.mcp.stop()
         await self.skills.stop()
@@ -383,6 +400,19 @@ def builtin_skills(*, files: FileIntake, calendar: CalendarSkill) -> list[tuple[
     """hearth's own skills, built with what they need."""
     return [("hearth.skills.builtin.time", TimeSkill()), ("hearth.skills.builtin.reminders", RemindersSkill()),
             ("hearth.skills.builtin.calendar", calendar), ("hearth.skills.builtin.files", FilesSkill(files))]
+
+
+def _telegram_config(settings: Settings) -> TelegramConfig | None:
+    """The Telegram channel's config when a bot token is set; its webhook needs ``TELEGRAM_WEBHOOK_SECRET``."""
+    token = _secret(settings.telegram_bot_token)
+    if not token:
+        return None
+    secret = _secret(settings.telegram_webhook_secret) or None
+    if settings.telegram_mode == "webhook" and secret is None:
+        raise ConfigError("TELEGRAM_WEBHOOK_SECRET", "required in webhook mode (try: openssl rand -hex 32), or "
+                                                     "set TELEGRAM_MODE=polling")
+    return TelegramConfig(token=token, webhook_secret=secret, api_base=settings.telegram_api_base,
+                          rules=SenderRules(settings.telegram_sender_policy, frozenset(settings.telegram_allowlist)))
 
 
 def _secret(value: SecretStr | None) -> str:

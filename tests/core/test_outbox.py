@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,31 @@ async def test_a_platform_message_is_answered_once_through_the_outbox(runtime: R
     await outbox.run_once()
     assert platform.sent[-1][0] == "999" and "hearth users pair" in platform.sent[-1][1]["text"]
     assert len(sim.requests) == 1  # the stranger never reached the model
+
+
+async def test_a_platform_turn_rerun_after_a_crash_is_answered_on_its_platform(runtime_factory, sim: ModelSimulator
+                                                                               ) -> None:  # type: ignore[no-untyped-def]
+    first = await runtime_factory()
+    await first.start(serving=False)
+    user = await first.users.get_user_by_name("admin")
+    assert user is not None
+    actor = Actor(user.id, user.name, frozenset({user.role}), channel="slack", identity="U1")
+    sim.script(Turn(hang=True))
+    from hearth.types import Envelope
+    submission = await first.inbox.submit(Envelope(id="Ev1", channel="slack", sender=actor, text="hello?"),
+                                          external_ref="C1:1700000000.000100")
+    await asyncio.sleep(0.3)
+    await first.inbox.close(grace=0.1)  # the process goes away mid-turn: the message stays pending
+    await first.aclose()
+
+    sim.script(Turn(text="Sorry for the wait: hello!"))
+    second = await runtime_factory()
+    await second.start()  # serving: recovers the turn
+    for _ in range(200):
+        queued = await second.channel_store.list(channel="slack")
+        if queued:
+            break
+        await asyncio.sleep(0.02)
+    [item] = queued
+    assert item.address == "C1:1700000000.000100" and item.conversation_id == submission.conversation
+    assert "Sorry for the wait" in json.dumps(item.payload)

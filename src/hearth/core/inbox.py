@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -116,6 +116,9 @@ class Inbox:
         self._events = events
         self._settings = settings
         self._running: dict[int, tuple[TurnStream, asyncio.Task[None]]] = {}
+        # who hears the answer of a turn re-run after a crash, when nobody is listening for it (chat platforms)
+        self.on_recovered: Callable[[ConversationRecord, Reply], Awaitable[None]] | None = None
+        self._followers: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
@@ -239,11 +242,26 @@ class Inbox:
             envelope = Envelope(id=envelope_id, channel=actor.channel or conversation.channel, sender=actor,
                                 text=message.content, conversation=conversation.id,
                                 received_at=message.created_at)
-            self._start(envelope, conversation, message)
+            stream = self._start(envelope, conversation, message)
+            if self.on_recovered is not None:
+                follower = asyncio.create_task(self._follow(conversation, stream), name=f"recovered-{message.id}")
+                self._followers.add(follower)
+                follower.add_done_callback(self._followers.discard)
             restarted += 1
         if restarted:
             self._events.emit(Event("turn.recovered", None, {"count": restarted}))
         return restarted
+
+    async def _follow(self, conversation: ConversationRecord, stream: TurnStream) -> None:
+        final: Reply | None = None
+        async for reply in stream.replies():
+            if reply.final:
+                final = reply
+        if final is not None and self.on_recovered is not None:
+            try:
+                await self.on_recovered(conversation, final)
+            except HearthError as exc:
+                _log.warning("the answer of a recovered turn could not be handed on: %s", exc)
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop accepting; give running turns ``grace`` seconds, then cancel (they stay pending)."""

@@ -58,6 +58,15 @@ class Messenger:
     def add_deliverer(self, channel: str, deliverer: Deliverer) -> None:
         self._deliverers[channel] = deliverer
 
+    async def deliver_stored(self, conversation: ConversationRecord, text: str, *, message_id: int | None,
+                             buttons: tuple[Button, ...] = ()) -> bool:
+        """Hand an answer that is already stored (a turn re-run after a crash) to the conversation's channel."""
+        deliverer = self._deliverers.get(conversation.channel)
+        if deliverer is None or not text.strip():
+            return False
+        return await deliverer.deliver(Outbound(conversation.id, conversation.user_id, conversation.channel,
+                                                conversation.external_ref, text, message_id, buttons))
+
     async def send(self, conversation_id: str, text: str, *, skill: str | None = None,
                    buttons: tuple[Button, ...] = ()) -> bool:
         """Store ``text`` in the conversation and deliver it; True if a recipient got it (or its outbox)."""

@@ -64,8 +64,9 @@ from hearth.store import ConversationRepository, Database, PlainTextCodec, UserR
 from hearth.store.calendar import CalendarRepository
 from hearth.store.channels import ChannelRepository
 from hearth.store.files import FileRepository
+from hearth.store.records import ConversationRecord
 from hearth.store.skills import SkillRepository
-from hearth.types import Event, utcnow
+from hearth.types import Event, Reply, utcnow
 from hearth.web.admin import AdminApi
 from hearth.web.app import WebParts, build_app
 from hearth.web.health import CheckResult, Readiness
@@ -195,6 +196,15 @@ class Runtime:
         if telegram is not None:
             outbox.add_sender("telegram", telegram)
             messenger.add_deliverer("telegram", telegram)
+        platforms = {"slack", "whatsapp", *(("telegram",) if telegram is not None else ())}
+
+        async def recovered(conversation: ConversationRecord, reply: Reply) -> None:
+            # a chat platform's user is waiting for this answer and has no way to ask for it again
+            if conversation.channel in platforms:
+                text = reply.text if reply.error is None else reply.error.message
+                await messenger.deliver_stored(conversation, text, message_id=reply.message_id, buttons=reply.buttons)
+
+        inbox.on_recovered = recovered
         for name, channel in (("slack", slack), ("whatsapp", whatsapp)):
             outbox.add_sender(name, channel.sender if isinstance(channel, WhatsAppChannel) else channel)
             messenger.add_deliverer(name, channel)

@@ -17,11 +17,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from hypercorn.asyncio import serve
-from hypercorn.config import Config, Sockets
 from slack_sdk.signature import SignatureVerifier
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from hearth.core.outbox import Outbox
 from hearth.errors import ConfigError, DeliveryError
@@ -32,6 +28,7 @@ from hearth.store.calendar import CalendarRepository
 from hearth.testing.fake_slack import FakeSlack
 from hearth.testing.modelsim import ModelSimulator, Turn
 from hearth.types import Actor, Button, RetryPolicy
+from tests.support.serving import serving
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # the example signing secret of Slack's verification guide
 ANN = "U061F7AUR"
@@ -100,34 +97,6 @@ def signed(body: bytes, *, at: float | None = None, secret: str = SECRET,
 # --- the channel, served --------------------------------------------------------------------------------------
 
 
-class _Bound(Config):
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__()
-        self._sock = sock
-        self.accesslog = None
-        self.graceful_timeout = 1
-
-    def create_sockets(self) -> Sockets:
-        return Sockets([], [self._sock], [])
-
-
-@asynccontextmanager
-async def serving(routes: list[Route]) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    sock.setblocking(False)
-    port = sock.getsockname()[1]
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(Starlette(routes=routes), _Bound(sock), shutdown_trigger=stop.wait))
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        sock.close()
-
-
 @dataclass
 class Rig:
     runtime: Runtime
@@ -166,7 +135,8 @@ async def rigged(runtime: Runtime, slack: FakeSlack, **config: Any) -> AsyncIter
     await channel.start()
     sending = asyncio.create_task(outbox.run())
     try:
-        async with serving(channel.routes()) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        async with serving(channel.routes(), runtime.settings.server) as url, \
+                httpx.AsyncClient(base_url=url, timeout=10) as http:
             yield Rig(runtime, slack, channel, outbox, http)
     finally:
         await channel.close()

@@ -11,7 +11,6 @@ import asyncio
 import io
 import logging
 import secrets
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,11 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypercorn.asyncio import serve
-from hypercorn.config import Config, Sockets
 from PIL import Image
-from starlette.applications import Starlette
-from starlette.routing import Route
 from telegram import Update
 
 from hearth.core.dialog import confirm_buttons
@@ -35,6 +30,7 @@ from hearth.runtime import Runtime
 from hearth.testing.fake_telegram import DEFAULT_TOKEN, Failure, FakeTelegram, markdown_v2_text
 from hearth.testing.modelsim import ModelSimulator, Turn
 from hearth.types import Actor, Button, utcnow
+from tests.support.serving import serving
 
 SECRET = "s3cret-webhook_token"
 ANN = 555  # a Telegram user linked to hearth's admin
@@ -73,35 +69,6 @@ def entity(kind: str, text: str, part: str) -> dict[str, Any]:
 
 
 # --- a served channel over a real runtime ------------------------------------------------------------------------
-
-
-class _Sockets(Config):
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__()
-        self._sock = sock
-        self.accesslog = None
-        self.graceful_timeout = 1
-
-    def create_sockets(self) -> Sockets:
-        return Sockets([], [self._sock], [])
-
-
-@asynccontextmanager
-async def serving(routes: list[Route]) -> AsyncIterator[str]:
-    """``routes`` in a Starlette app served by Hypercorn on 127.0.0.1 (a port the OS picks)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(Starlette(routes=routes), _Sockets(sock), shutdown_trigger=stop.wait,
-                                     mode="asgi"))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 5)
-        sock.close()
 
 
 def build(runtime: Runtime, fake: FakeTelegram, *, secret: str | None = SECRET, policy: str = "pairing",
@@ -158,7 +125,7 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 async def tg(runtime: Runtime, fake: FakeTelegram, admin: Actor) -> AsyncIterator[Harness]:
     await runtime.users.link_identity(admin.user_id, "telegram", str(ANN), "Ann")
     channel = build(runtime, fake)
-    async with running(channel, runtime), serving(channel.routes()) as url, \
+    async with running(channel, runtime), serving(channel.routes(), runtime.settings.server) as url, \
             httpx.AsyncClient(base_url=url, timeout=10) as client:
         yield Harness(runtime, fake, channel, client, admin)
 
@@ -215,7 +182,7 @@ async def test_bad_bodies_are_refused(tg: Harness) -> None:
 
 async def test_with_no_secret_the_webhook_is_off(runtime: Runtime, fake: FakeTelegram) -> None:
     channel = build(runtime, fake, secret=None)
-    async with serving(channel.routes()) as url, httpx.AsyncClient(base_url=url) as client:
+    async with serving(channel.routes(), runtime.settings.server) as url, httpx.AsyncClient(base_url=url) as client:
         for secret in ("", "anything"):
             answer = await client.post("/channels/telegram/webhook", json=update(1, message=message("hi")),
                                        headers={"X-Telegram-Bot-Api-Secret-Token": secret})

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import io
@@ -22,7 +21,6 @@ import orjson
 import pytest
 from icalendar import Calendar
 from PIL import Image
-from starlette.applications import Starlette
 
 from hearth.errors import DeliveryError
 from hearth.gateway.base import Outbound
@@ -38,11 +36,11 @@ from hearth.gateway.channels.whatsapp import (
     parse_webhook,
 )
 from hearth.runtime import Runtime
-from hearth.runtime.server import bind, run_server, server_config
 from hearth.store.channels import OutboxItem
 from hearth.testing.fake_whatsapp import Failure, FakeWhatsApp, message_problem
 from hearth.testing.modelsim import ModelSimulator, Turn
 from hearth.types import Actor, Button, Event, utcnow
+from tests.support.serving import serving
 
 APP_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 VERIFY_TOKEN = "meatyhamhock"
@@ -106,24 +104,8 @@ def png() -> bytes:
 @asynccontextmanager
 async def served(runtime: Runtime, channel: WhatsAppChannel) -> AsyncIterator[str]:
     """The channel's routes on 127.0.0.1 (a port the OS picks); yields the webhook URL."""
-    settings = runtime.settings.server
-    listeners = bind(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_server(Starlette(routes=channel.routes()), server_config(settings, listeners),
-                                          stop.wait))
-    url = f"http://127.0.0.1:{listeners.ports['http']}{WEBHOOK_PATH}"
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(200):
-                with contextlib.suppress(httpx.TransportError):
-                    await client.get(url)
-                    break
-                await asyncio.sleep(0.02)
-        yield url
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        listeners.close()
+    async with serving(channel.routes(), runtime.settings.server) as base:
+        yield base + WEBHOOK_PATH
 
 
 @dataclass

@@ -29,13 +29,14 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
+
+from hearth.testing.fakeserver import FakeServer
 
 __all__ = ["FakeSlack", "SlackCall"]
 
@@ -77,7 +78,7 @@ class _File:
     mimetype: str
 
 
-class FakeSlack:
+class FakeSlack(FakeServer):
     """``async with FakeSlack() as slack:`` serves on ``slack.url`` (the Web API at ``slack.api_url``)."""
 
     def __init__(self, *, token: str | None = None, bot_user: str = "U0HEARTH",
@@ -87,22 +88,13 @@ class FakeSlack:
         self.bot_user = bot_user
         self.bot_id = bot_id
         self.team = team
-        self.host = host
-        self.port = 0
-        self.lifetime = lifetime
+        super().__init__(host=host, lifetime=lifetime)
         self.calls: deque[SlackCall] = deque(maxlen=max_calls)
         self.messages: deque[dict[str, Any]] = deque(maxlen=max_calls)  # what chat.postMessage posted, with its ts
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
         self._files: dict[str, _File] = {}
         self._counter = itertools.count(1)
         self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._stopping: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -142,36 +134,10 @@ class FakeSlack:
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/actions/{path:.+}", self._response_url)
         app.router.add_get("/files-pri/{path:.+}", self._file)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site.port
-        self._timer = asyncio.get_running_loop().call_later(self.lifetime, self._expire)
-
-    def _expire(self) -> None:
-        self._stopping = asyncio.ensure_future(self.stop())
-
-    async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeSlack:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
 
     # --- the wire -------------------------------------------------------------------------------------------
 

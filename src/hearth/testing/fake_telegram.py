@@ -35,11 +35,12 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from hearth.testing.fakeserver import FakeServer
 
 __all__ = ["DEFAULT_TOKEN", "ApiCall", "Failure", "FakeTelegram", "markdown_v2_text"]
 
@@ -124,29 +125,25 @@ class _State:
     failures: dict[str, list[Failure]] = field(default_factory=dict)
 
 
-class FakeTelegram:
+class FakeTelegram(FakeServer):
     """``async with FakeTelegram() as telegram:`` serves the Bot API on ``telegram.api_base``."""
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, username: str = "hearth_test_bot", host: str = "127.0.0.1",
                  port: int = 0, poll_cap: float = 2.0, lifetime: float = 300.0) -> None:
         self.token = token
         self.username = username
-        self.host = host
-        self.port = port
         self.poll_cap = poll_cap
-        self.lifetime = lifetime
+        super().__init__(host=host, port=port, lifetime=lifetime)
         self.calls: list[ApiCall] = []
         self._state = _State()
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(10_000)
-        self._runner: web.AppRunner | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
         self._tick = asyncio.Event()  # set, and replaced, whenever a call or an update arrives
 
     @property
     def api_base(self) -> str:
         """What a client is configured with: the methods are under ``{api_base}/bot<token>/``."""
-        return f"http://{self.host}:{self.port}"
+        return self.url
 
     @property
     def bot_id(self) -> int:
@@ -195,33 +192,11 @@ class FakeTelegram:
 
     # --- serving --------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    max_body = 64 * 1024 * 1024
+
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site.port
-        loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_later(self.lifetime, lambda: loop.create_task(self.stop()))
-
-    async def stop(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeTelegram:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
 
     def _notify(self) -> None:
         tick, self._tick = self._tick, asyncio.Event()

@@ -20,18 +20,18 @@ stops by itself after ``lifetime`` seconds, so a test that forgets it does not l
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import secrets
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from hearth.testing.fakeserver import FakeServer
 
 __all__ = ["Call", "Failure", "FakeWhatsApp"]
 
@@ -80,7 +80,7 @@ class _Media:
     key: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
-class FakeWhatsApp:
+class FakeWhatsApp(FakeServer):
     """``async with FakeWhatsApp() as meta:`` serves on ``meta.api_base`` until the block ends (or ``lifetime``)."""
 
     def __init__(self, *, token: str | None = None, phone_number_id: str = "106540352242922",
@@ -89,20 +89,11 @@ class FakeWhatsApp:
         self.token = token or secrets.token_urlsafe(24)  # the access token the API expects
         self.phone_number_id = phone_number_id
         self.version = version
-        self.host = host
-        self.port = 0
-        self.lifetime = lifetime
+        super().__init__(host=host, lifetime=lifetime)
         self.calls: deque[Call] = deque(maxlen=max_calls)
         self.messages: deque[dict[str, Any]] = deque(maxlen=max_calls)
         self._failures: deque[Failure] = deque()
         self._media: dict[str, _Media] = {}
-        self._runner: web.AppRunner | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._stopping: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_base(self) -> str:
@@ -123,36 +114,12 @@ class FakeWhatsApp:
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+    max_body = 4 * 1024 * 1024
+
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/whatsapp_business/attachments/", self._download)
         app.router.add_post("/{version}/{node}/messages", self._send)
         app.router.add_get("/{version}/{media_id}", self._media_url)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site.port
-        self._timer = asyncio.get_running_loop().call_later(self.lifetime, self._expire)
-
-    def _expire(self) -> None:
-        self._stopping = asyncio.ensure_future(self.stop())
-
-    async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeWhatsApp:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
 
     # --- the API ---------------------------------------------------------------------------------------
 

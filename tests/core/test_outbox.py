@@ -19,7 +19,7 @@ from hearth.runtime import Runtime
 from hearth.store import Database, PlainTextCodec, UserRepository, upgrade
 from hearth.store.channels import ChannelRepository
 from hearth.testing.modelsim import ModelSimulator, Turn
-from hearth.types import Actor, Button, RetryPolicy, utcnow
+from hearth.types import Actor, Button, Envelope, RetryPolicy, utcnow
 
 
 class Platform:
@@ -179,15 +179,14 @@ async def test_a_platform_message_is_answered_once_through_the_outbox(runtime: R
     assert len(sim.requests) == 1  # the stranger never reached the model
 
 
-async def test_a_platform_turn_rerun_after_a_crash_is_answered_on_its_platform(runtime_factory, sim: ModelSimulator
-                                                                               ) -> None:  # type: ignore[no-untyped-def]
+async def test_a_platform_turn_rerun_after_a_crash_is_answered_on_its_platform(  # type: ignore[no-untyped-def]
+        runtime_factory, sim: ModelSimulator) -> None:
     first = await runtime_factory()
     await first.start(serving=False)
     user = await first.users.get_user_by_name("admin")
     assert user is not None
     actor = Actor(user.id, user.name, frozenset({user.role}), channel="slack", identity="U1")
     sim.script(Turn(hang=True))
-    from hearth.types import Envelope
     submission = await first.inbox.submit(Envelope(id="Ev1", channel="slack", sender=actor, text="hello?"),
                                           external_ref="C1:1700000000.000100")
     await asyncio.sleep(0.3)

@@ -189,6 +189,10 @@ def users_pair(
             if record is None:
                 raise NotFound(f"no user named {user!r} (see hearth users list)")
         else:
+            linked = await runtime.users.find_identity(pairing.channel, pairing.external_id)
+            if linked is not None:  # checked before a new user is made, so a refusal leaves no stray user
+                raise InvalidRequest(f"that {pairing.channel} account is already linked to user {linked[1].name!r}",
+                                     code="exists")
             record = await runtime.identities.new_user(pairing.channel, pairing.external_id, pairing.display_name,
                                                        role=role)
         approved = await runtime.channel_store.approve_pairing(wanted, record.id)

@@ -122,6 +122,7 @@ def _with_channel(actor: Actor, channel: str) -> Actor:
 # --- people on chat platforms ----------------------------------------------------------------------------
 
 SenderPolicy = Literal["pairing", "allowlist", "open"]
+SENDER_POLICIES: tuple[SenderPolicy, ...] = ("pairing", "allowlist", "open")
 PAIRING_TTL = timedelta(hours=24)
 _UNSAFE_NAME = re.compile(r"[^a-z0-9_.-]+")
 
@@ -164,8 +165,11 @@ class ChannelIdentities:
         self._pairing = pairing
         self._events = events
 
-    async def resolve(self, channel: str, external_id: str, display_name: str | None, *, policy: SenderPolicy,
+    async def resolve(self, channel: str, external_id: str, display_name: str | None, *, policy: str,
                       allowlist: frozenset[str] = frozenset()) -> Actor | Refusal:
+        if policy not in SENDER_POLICIES:
+            raise InvalidRequest(f"unknown sender policy {policy!r}; use one of {', '.join(SENDER_POLICIES)}",
+                                 code="invalid")
         found = await self._users.find_identity(channel, external_id)
         if found is not None:
             _, user = found

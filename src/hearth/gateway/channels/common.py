@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from hearth.errors import HearthError, InvalidRequest
 from hearth.gateway.base import EventSink, Inbox, Outbound
+from hearth.gateway.files_api import StoredFile
 from hearth.types import Actor, Attachment, Button, Envelope, Event, Reply
 
 _log = logging.getLogger("hearth.channels")
@@ -68,13 +69,15 @@ class Receipts(Protocol):
 
 
 class Refused(Protocol):
+    """An unknown sender who may not talk yet; ``text`` is what they are told (None: nothing)."""
+
     @property
     def text(self) -> str | None: ...
 
 
 class Identities(Protocol):
-    async def resolve(self, channel: str, external_id: str, display_name: str | None, *, policy: Any,
-                      allowlist: frozenset[str] = frozenset()) -> Actor | Any: ...
+    async def resolve(self, channel: str, external_id: str, display_name: str | None, *, policy: str,
+                      allowlist: frozenset[str] = frozenset()) -> Actor | Refused: ...
 
 
 class OutboxPort(Protocol):
@@ -82,22 +85,13 @@ class OutboxPort(Protocol):
                   conversation_id: str | None = None) -> list[int]: ...
 
 
-class StoredFileLike(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def filename(self) -> str: ...
-    @property
-    def media_type(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-
-
 class FileSink(Protocol):
+    """What a channel needs of ``files_api.FileService``: the size limit, and taking a file in."""
+
     @property
     def max_bytes(self) -> int: ...
     async def ingest(self, user_id: int, filename: str, data: bytes, *, conversation_id: str | None = None,
-                     claimed_type: str | None = None) -> StoredFileLike: ...
+                     claimed_type: str | None = None) -> StoredFile: ...
 
 
 class Renderer(Protocol):
@@ -149,9 +143,8 @@ class PlatformChannel:
         resolved = await self._identities.resolve(self.name, message.sender_id, message.sender_name,
                                                   policy=self._rules.policy, allowlist=self._rules.allowlist)
         if not isinstance(resolved, Actor):
-            text = getattr(resolved, "text", None)
-            if text:
-                await self._outbox.put(self.name, message.address, self._renderer.render(text, ()))
+            if resolved.text:
+                await self._outbox.put(self.name, message.address, self._renderer.render(resolved.text, ()))
             return
         if message.files:
             self._spawn(self._with_files(resolved, message))

@@ -267,13 +267,18 @@ class Inbox:
         """Stop accepting; give running turns ``grace`` seconds, then cancel (they stay pending)."""
         self._closing = True
         tasks = [task for _, task in self._running.values()]
-        if not tasks:
-            return
-        _, still_running = await asyncio.wait(tasks, timeout=grace)
-        for task in still_running:
-            task.cancel()
-        if still_running:
-            await asyncio.wait(still_running, timeout=2.0)
+        if tasks:
+            _, still_running = await asyncio.wait(tasks, timeout=grace)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running, timeout=2.0)
+        # followers of recovered turns hand finished answers on; one whose turn was cancelled has nothing to hand
+        followers = set(self._followers)
+        if followers:
+            _, waiting = await asyncio.wait(followers, timeout=2.0)
+            for follower in waiting:
+                follower.cancel()
 
 
 def stored_text(envelope: Envelope) -> str:

@@ -94,7 +94,7 @@ async def test_side_effects_wait_for_a_yes(runtime: Runtime, admin: Actor, rooms
 
 async def test_missing_slots_are_asked_for(runtime: Runtime, admin: Actor, rooms: BookingSkill) -> None:
     asked = await send(runtime, admin, "/rooms book_room room=A")
-    assert asked.text == "What start (for example 'tomorrow at 3pm')?"
+    assert asked.text == "Please tell me start (for example 'tomorrow at 3pm')."
     wrong = await send(runtime, admin, "banana", conversation=asked.conversation)
     assert wrong.text.startswith("Sorry — could not read 'banana' as a date and time")
     confirm = await send(runtime, admin, "tomorrow at 9am", conversation=asked.conversation)

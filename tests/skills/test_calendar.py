@@ -461,3 +461,19 @@ async def test_the_seed_template_runs_unchanged(db: Database, actor: Actor, tmp_
     result = await registry.call(call)
     assert not result.is_error
     assert '"meeting_id": "12345"' in result.content and '"status": "confirmed"' in result.content
+
+
+async def test_a_missing_start_is_asked_for_and_the_confirmation_reads_in_the_users_zone(tmp_path: Path) -> None:
+    from hearth.testing import TestAssistant
+
+    async with TestAssistant(tmp_path=tmp_path, timezone="Europe/Oslo") as bot:
+        asked = await bot.send("schedule a meeting")
+        assert asked.text == "Please tell me when the meeting starts (for example 'tomorrow at 3pm')."
+        confirm = await bot.send("friday at 11")
+        zone = confirm.text.split("(")[1].split(")")[0]
+        assert confirm.text.startswith("Shall I schedule a meeting — start: Fri ") and ", 11:00 (" in confirm.text
+        assert zone in ("CET", "CEST") and "refused" not in confirm.text and confirm.buttons == ("Yes", "No")
+        done = await bot.press("Yes")
+        assert done.text.startswith("Scheduled “Meeting” on Fri ") and f"({zone})" in done.text
+        assert "UTC+" not in done.text
+        assert bot.model.requests == []  # no model was needed for any of it

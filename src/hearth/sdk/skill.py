@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from .slots import Slot, slots_schema
+from .slots import DateTime, Slot, slots_schema
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 Handler = Callable[..., Any]
@@ -122,6 +122,11 @@ def intent(
                 if hole not in spec.slots:
                     raise ValueError(f"intent {name!r}: example {example!r} names slot {hole!r}, which is not "
                                      "declared in slots=")
+        for slot_name, slot in spec.slots.items():
+            follows = getattr(slot, "after", None)
+            if follows is not None and not isinstance(spec.slots.get(follows), DateTime):
+                raise ValueError(f"intent {name!r}: slot {slot_name!r} has after={follows!r}, which is not a "
+                                 "DateTime slot of this intent")
         handler.__hearth_intent__ = spec  # type: ignore[attr-defined]
         return handler
 

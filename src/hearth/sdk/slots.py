@@ -114,10 +114,13 @@ class DateTime(Slot):
     """A moment: ISO 8601, or words such as "tomorrow at 3pm", "next friday 9:30", "in 2 hours".
 
     Parsed in the user's time zone and returned as an aware ``datetime``. ``future`` rejects the past
-    (and reads "at 9" said in the afternoon as tomorrow morning).
+    (and reads "at 9" said in the afternoon as tomorrow morning). ``after`` names another ``DateTime``
+    slot of the same intent that this one follows: it is read relative to that slot's value and must come
+    after it, so "from monday to wednesday" ends on the Wednesday after that Monday.
     """
 
     future: bool = True
+    after: str | None = None
 
     kind = "datetime"
 
@@ -126,13 +129,19 @@ class DateTime(Slot):
         return {"type": "string", "description": f"{description} (ISO 8601 with time zone, or words such as "
                                                  "'tomorrow at 3pm')"}
 
-    def parse(self, value: Any, *, tz: tzinfo, now: datetime) -> datetime:
+    def parse(self, value: Any, *, tz: tzinfo, now: datetime, follows: datetime | None = None) -> datetime:
+        """``follows`` is the value of the slot named by ``after``, when it has one."""
         if not isinstance(value, str):
             raise SlotError("expected a date and time")
         moment = parse_datetime(value, tz=tz, now=now, prefer_future=self.future)
+        if follows is not None and (moment is None or moment <= follows):
+            # "from monday to wednesday": the wednesday after that monday ("tomorrow at 17" stays as it is)
+            moment = parse_datetime(value, tz=tz, now=follows, prefer_future=True)
         if moment is None:
             raise SlotError(f"could not read {value!r} as a date and time (try 'tomorrow at 3pm' or "
                             "'2026-05-01 14:00')")
+        if follows is not None and moment <= follows:
+            raise SlotError(f"{moment:%Y-%m-%d %H:%M} is not after {follows:%Y-%m-%d %H:%M}")
         if self.future and moment < now - timedelta(minutes=1):
             raise SlotError(f"{moment:%Y-%m-%d %H:%M} is in the past")
         return moment
@@ -208,3 +217,31 @@ def slots_schema(slots: Mapping[str, Slot]) -> dict[str, Any]:
         "required": [name for name, slot in slots.items() if slot.required],
         "additionalProperties": False,
     }
+
+
+def parse_slots(slots: Mapping[str, Slot], values: Mapping[str, Any], *, tz: tzinfo, now: datetime,
+                known: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each of ``values`` parsed by its slot: (parsed values, problems by slot name).
+
+    A ``DateTime`` with ``after`` is parsed once the slot it follows has been, relative to that value
+    (taken from ``known``, already parsed values, when it is not among ``values``). Names with no slot
+    are left to the caller: they are neither parsed nor reported here.
+    """
+    parsed: dict[str, Any] = dict(known or {})
+    problems: dict[str, str] = {}
+    names = [name for name in values if name in slots]
+    for name in sorted(names, key=lambda n: _follows(slots[n]) is not None):  # anchors first
+        slot = slots[name]
+        try:
+            anchor = parsed.get(_follows(slot) or "")
+            if isinstance(slot, DateTime) and isinstance(anchor, datetime):
+                parsed[name] = slot.parse(values[name], tz=tz, now=now, follows=anchor)
+            else:
+                parsed[name] = slot.parse(values[name], tz=tz, now=now)
+        except SlotError as exc:
+            problems[name] = str(exc)
+    return {name: parsed[name] for name in values if name in parsed}, problems
+
+
+def _follows(slot: Slot) -> str | None:
+    return slot.after if isinstance(slot, DateTime) else None

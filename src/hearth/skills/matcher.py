@@ -3,25 +3,31 @@
 * Commands: ``/calendar schedule_meeting start="tomorrow 3pm" duration=30m`` names a skill, an intent and
   ``key=value`` slots; ``/calendar <words>`` matches the words against that skill's templates only;
   ``/calendar`` alone lists what the skill can do. A command is certain: confidence 1.0.
-* Templates: each intent's examples (``"schedule a meeting {start} for {duration}"``) become regular
-  expressions in which each ``{slot}`` captures words, parsed by the slot's type (a date that is not a
-  date fails the match). Confidence grows with how much of the sentence the template's fixed words
-  explain and whether every required slot is filled; a template that matches only part of a sentence, or
-  leaves required slots empty, yields a lower confidence so that hearth asks rather than guesses.
+* Templates: each intent's examples (``"schedule a meeting {start} for {duration}"``) are sequences of
+  fixed words and slot holes; each ``{slot}`` takes a span of words that its type parses (a date that is
+  not a date fails the reading). An optional slot may be left out together with its lead-in word ("for"),
+  a required one may be left empty, and then hearth asks for it. Of all the readings of all templates the
+  best wins: the most meaningful words explained, then the fewest required slots left empty, then Text
+  slots without a stray little word at an edge ("milk to"), then the fewest template words skipped, then
+  the most words read by typed slots. Confidence grows with how much of the sentence the reading
+  explains and drops for an empty required slot or an untidy Text slot, so that hearth asks rather than
+  guesses; a template that leaves a slot empty must have more to go on than a lone verb.
 
 The matcher returns the best candidate; the control plane decides what to do with its confidence.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 
-from hearth.sdk import IntentSpec, Slot, SlotError
+from hearth.sdk import IntentSpec, SlotError
+from hearth.sdk.slots import parse_slots
 
 CERTAIN = 1.0
 _WORD = re.compile(r"\w+")
@@ -51,6 +57,21 @@ def tool_name(skill: str, intent: str) -> str:
     return f"{skill}__{intent}"
 
 
+MAX_TOKENS = 60
+# a Text slot of several words that starts or ends with one of these has most likely taken a word that
+# belongs to the template or to the next slot ("milk to", "in half"): such a reading loses to a tidier one
+# and is less sure
+_LEADING_LITTLE = frozenset({"in", "at", "on", "for", "to", "by", "from", "with", "of", "and", "until"})
+_TRAILING_LITTLE = _LEADING_LITTLE | {"the", "a", "an", "my", "about"}
+_LEAD_IN = _LEADING_LITTLE | _FILLER
+AWKWARD_PENALTY = 0.1
+MISSING_PENALTY = 0.15
+# a template may leave a required slot empty (hearth then asks for it) only on this much evidence: its own
+# words found plus typed slots filled. "remind me to call mum" asks when, "remind me in 10 minutes" asks
+# what, but "remind me why the sky is blue" and a lone verb ("schedule my life") go to the model
+EVIDENCE_TO_ASK = 3
+
+
 @dataclass(frozen=True)
 class _Template:
     """An example sentence as a sequence of fixed words and slot holes."""
@@ -61,7 +82,15 @@ class _Template:
     keywords: frozenset[str]  # fixed words that must all occur in a sentence the template explains
 
 
-def _compile(skill: str, spec: IntentSpec, example: str) -> _Template:
+MAX_OPTIONAL_VARIANTS = 4
+
+
+def _compile(skill: str, spec: IntentSpec, example: str) -> list[_Template]:
+    """The example as a template, plus one variant for each way of leaving out its optional slots.
+
+    An optional slot is left out together with the little words that lead into it: "schedule a meeting
+    {start} for {duration}" also reads "schedule a meeting tomorrow at 3pm", with no "for" to explain.
+    """
     elements: list[tuple[str, str]] = []
     for piece in re.split(r"({\w+})", example.strip()):
         hole = re.fullmatch(r"{(\w+)}", piece)
@@ -69,8 +98,25 @@ def _compile(skill: str, spec: IntentSpec, example: str) -> _Template:
             elements.append(("slot", hole.group(1)))
         else:
             elements.extend(("word", w) for w in _WORD.findall(piece.lower()))
-    keywords = frozenset(value for kind, value in elements if kind == "word" and value not in _FILLER)
-    return _Template(skill, spec, tuple(elements), keywords)
+    optional = [value for kind, value in elements if kind == "slot" and not spec.slots[value].required]
+    variants: dict[tuple[tuple[str, str], ...], None] = {}
+    for count in range(min(len(optional), MAX_OPTIONAL_VARIANTS) + 1):
+        for left_out in itertools.combinations(optional, count):
+            variants[_without(elements, set(left_out))] = None
+    return [_Template(skill, spec, variant,
+                      frozenset(value for kind, value in variant if kind == "word" and value not in _FILLER))
+            for variant in variants]
+
+
+def _without(elements: Sequence[tuple[str, str]], slots: set[str]) -> tuple[tuple[str, str], ...]:
+    kept: list[tuple[str, str]] = []
+    for kind, value in elements:
+        if kind == "slot" and value in slots:
+            while kept and kept[-1][0] == "word" and kept[-1][1] in _LEAD_IN:
+                kept.pop()  # "for" of "for {duration}"
+            continue
+        kept.append((kind, value))
+    return tuple(kept)
 
 
 @dataclass(frozen=True)
@@ -80,12 +126,28 @@ class _Token:
     end: int
 
 
-MAX_TOKENS = 60
+class _Score(NamedTuple):
+    """How well a reading explains a sentence; readings compare field by field, in this order."""
+
+    explained: int = 0  # meaningful words explained
+    filled: int = 0  # minus the required slots left empty
+    tidy: int = 0  # minus the Text slot edges with a little word
+    exact: int = 0  # minus the optional template words skipped
+    typed_words: int = 0  # words read by typed slots: "tomorrow at 10am" is one date, not "10am" and a title
+    literal: int = 0  # the template's own words found
+    typed_slots: int = 0  # typed slots filled
+
+    def __add__(self, other: object) -> _Score:
+        assert isinstance(other, _Score)
+        return _Score(*(a + b for a, b in zip(self, other, strict=True)))
+
+
+_Found = tuple[dict[str, str], _Score]
 
 
 class _Search:
     """Finds the best way a template explains a sentence: fixed words in order (filler words optional),
-    each slot the longest span of words that its type parses."""
+    each slot a span of words that its type parses, or, for a required slot, nothing (hearth asks)."""
 
     def __init__(self, template: _Template, text: str, tokens: Sequence[_Token], tz: tzinfo, now: datetime) -> None:
         self.template = template
@@ -94,46 +156,51 @@ class _Search:
         self.tz = tz
         self.now = now
         self.parsed: dict[tuple[str, int, int], bool] = {}
+        self.memo: dict[tuple[int, int], _Found | None] = {}
 
-    def run(self) -> tuple[dict[str, str], int] | None:
-        """Slot texts and the number of meaningful words explained, for the best start position."""
-        best: tuple[dict[str, str], int, int] | None = None
-        for start in range(len(self.tokens)):
-            found = self._at(0, start)
-            if found is not None and (best is None or found[1:] > best[1:]):
-                best = found
-        return None if best is None else (best[0], best[1])
+    def run(self) -> _Found | None:
+        """The best reading over every start position, or None when the template cannot explain the text."""
+        readings = (self._at(0, start) for start in range(len(self.tokens)))
+        best = max((r for r in readings if r is not None), key=lambda r: r[1], default=None)
+        if best is None or best[1].explained == 0:
+            return None  # nothing in the sentence is explained, only filler words and empty slots
+        return best
 
-    def _at(self, element: int, index: int) -> tuple[dict[str, str], int, int] | None:
-        """(slots, meaningful words explained, words in typed slots) for the rest of the template."""
+    def _at(self, element: int, index: int) -> _Found | None:
+        key = (element, index)
+        if key not in self.memo:
+            self.memo[key] = self._search(element, index)
+        return self.memo[key]
+
+    def _search(self, element: int, index: int) -> _Found | None:
+        """The best (slots, score) for the rest of the template from token ``index`` on."""
         elements = self.template.elements
         if element == len(elements):
-            return {}, 0, 0
+            return {}, _Score()
         kind, value = elements[element]
+        options: list[_Found] = []
+        here = self.tokens[index].word if index < len(self.tokens) else None
         if kind == "word":
-            if index < len(self.tokens) and self.tokens[index].word == value:
-                rest = self._at(element + 1, index + 1)
-                if rest is not None:
-                    return rest[0], rest[1] + (0 if value in _FILLER else 1), rest[2]
-            if value in _FILLER:
-                return self._at(element + 1, index)
-            return None
+            if here == value and (rest := self._at(element + 1, index + 1)) is not None:
+                options.append((rest[0], rest[1] + _Score(explained=value not in _FILLER, literal=1)))
+            # "remind me to ..." also reads "remind me ...", but a word that is there is not skipped (so that
+            # a slot cannot take it instead: "remind me in 10 minutes" never reads "me" as what to remind)
+            if value in _FILLER and here != value and (rest := self._at(element + 1, index)) is not None:
+                options.append((rest[0], rest[1] + _Score(exact=-1)))
+            return max(options, key=lambda option: option[1], default=None)
         typed = self.template.intent.slots[value].kind != "text"
-        best: tuple[dict[str, str], int, int] | None = None
-        for end in range(len(self.tokens), index, -1):  # longest first
-            if not self._parses(value, index, end):
+        for end in range(len(self.tokens), index, -1):
+            if not self._parses(value, index, end) or (rest := self._at(element + 1, end)) is None:
                 continue
-            rest = self._at(element + 1, end)
-            if rest is None:
-                continue
-            words = sum(1 for t in self.tokens[index:end] if t.word not in _FILLER)
-            # ties go to the typed slot taking more words: "book dentist tomorrow at 10am" -> the date
-            # is "tomorrow at 10am", not "10am" with "tomorrow at" in the title
-            found = ({value: self._span(index, end), **rest[0]}, rest[1] + words,
-                     rest[2] + (end - index if typed else 0))
-            if best is None or found[1:] > best[1:]:
-                best = found
-        return best
+            words = self.tokens[index:end]
+            awkward = 0 if typed or len(words) == 1 else (
+                (words[0].word in _LEADING_LITTLE) + (words[-1].word in _TRAILING_LITTLE))
+            score = _Score(explained=sum(1 for t in words if t.word not in _FILLER), tidy=-awkward,
+                           typed_words=len(words) if typed else 0, typed_slots=int(typed))
+            options.append(({value: self._span(index, end), **rest[0]}, rest[1] + score))
+        if self.template.intent.slots[value].required and (rest := self._at(element + 1, index)) is not None:
+            options.append((rest[0], rest[1] + _Score(filled=-1)))  # left empty: hearth asks for it
+        return max(options, key=lambda option: option[1], default=None)
 
     def _span(self, start: int, end: int) -> str:
         return self.text[self.tokens[start].start:self.tokens[end - 1].end]
@@ -159,9 +226,10 @@ class Matcher:
     def load(self, skills: Mapping[str, Mapping[str, IntentSpec]]) -> None:
         """Replace the known intents (called when skills are loaded, enabled or disabled)."""
         self._skills = {name: dict(intents) for name, intents in skills.items()}
-        self._templates = [_compile(skill, spec, example)
+        self._templates = [template
                            for skill, intents in self._skills.items()
-                           for spec in intents.values() for example in spec.examples]
+                           for spec in intents.values() for example in spec.examples
+                           for template in _compile(skill, spec, example)]
 
     def match(self, text: str, *, tz: tzinfo, now: datetime) -> Candidate | None:
         text = text.strip()
@@ -208,46 +276,39 @@ class Matcher:
         meaningful = max(1, sum(1 for t in tokens if t.word not in _FILLER))
         present = {t.word for t in tokens}
         best: Candidate | None = None
-        best_literal = 0
+        best_rank: tuple[float, int, int, int, int, int] | None = None
         for template in templates:
             if not template.keywords <= present:
                 continue  # cheap: most messages name none of a template's words
-            found = _Search(template, text, tokens, tz, now).run()
-            if found is None:
+            reading = _Search(template, text, tokens, tz, now).run()
+            if reading is None:
                 continue
-            raw, explained = found
-            candidate = _fill(template.skill, template.intent, raw, tz=tz, now=now, confidence=0.0)
-            if candidate.problems:
+            slots, score = reading
+            candidate = _fill(template.skill, template.intent, slots, tz=tz, now=now, confidence=0.0)
+            if candidate.problems or (candidate.missing and score.literal + score.typed_slots < EVIDENCE_TO_ASK):
                 continue
-            confidence = 0.55 + 0.45 * min(1.0, explained / meaningful)
-            if candidate.missing:
-                confidence -= 0.15
+            confidence = 0.55 + 0.45 * min(1.0, score.explained / meaningful)
+            confidence -= MISSING_PENALTY if candidate.missing else 0.0
+            confidence -= AWKWARD_PENALTY * -score.tidy
             candidate = Candidate(candidate.skill, candidate.intent, candidate.params, round(confidence, 3),
                                   candidate.missing, candidate.problems)
-            # on a tie the template with more literal words wins: "book room {room} {start}" is more specific
-            # about "book room A at 3pm" than "book {title} {start}"
-            literal = len(template.keywords)
-            if best is None or (candidate.confidence, literal) > (best.confidence, best_literal):
-                best, best_literal = candidate, literal
+            # on a tie: fewer empty slots, tidier slot edges, fewer skipped words, more words read by typed slots
+            # ("at 3pm for half an hour" is a time and a length, not a place), then the template with more
+            # literal words ("book room {room} {start}" is more specific about "book room A at 3pm" than
+            # "book {title} {start}")
+            rank = (candidate.confidence, score.filled, score.tidy, score.exact, score.typed_words,
+                    len(template.keywords))
+            if best_rank is None or rank > best_rank:
+                best, best_rank = candidate, rank
         return best
 
 
 def _fill(skill: str, spec: IntentSpec, raw: Mapping[str, Any], *, tz: tzinfo, now: datetime, confidence: float,
           source: str = "template") -> Candidate:
-    params: dict[str, Any] = {}
-    problems: dict[str, str] = {}
-    for name, value in raw.items():
-        slot: Slot | None = spec.slots.get(name)
-        if slot is None:
-            if spec.slots:
-                problems[name] = f"{spec.name} has no slot {name!r}"
-            else:
-                params[name] = value  # an intent without declared slots takes what it is given
-            continue
-        try:
-            params[name] = slot.parse(value, tz=tz, now=now)
-        except SlotError as exc:
-            problems[name] = str(exc)
+    if not spec.slots:
+        return Candidate(skill, spec, dict(raw), confidence, (), {}, source)  # takes what it is given
+    params, problems = parse_slots(spec.slots, raw, tz=tz, now=now)
+    problems.update({name: f"{spec.name} has no slot {name!r}" for name in raw if name not in spec.slots})
     missing = tuple(n for n, s in spec.slots.items() if s.required and n not in params and n not in problems)
     return Candidate(skill, spec, params, confidence, missing, problems, source)
 
@@ -291,14 +352,15 @@ def is_help(candidate: Candidate) -> bool:
 
 
 def slot_prompt(spec: IntentSpec, name: str) -> str:
-    """The question that asks for a missing slot."""
+    """The question that asks for a missing slot. A slot's description is a phrase ("when the meeting
+    starts", "the event's title"), so it asks "Please tell me when the meeting starts (for example ...)."."""
     slot = spec.slots[name]
-    what = slot.description or name.replace("_", " ")
+    what = (slot.description or name.replace("_", " ")).rstrip(".")
     hints = {"datetime": " (for example 'tomorrow at 3pm')", "duration": " (for example '30 minutes')",
              "number": "", "text": ""}
     options = getattr(slot, "options", None)
     hint = f" ({', '.join(options)})" if options else hints.get(slot.kind, "")
-    return f"What {what}{hint}?"
+    return f"Please tell me {what}{hint}."
 
 
 def names(candidates: Sequence[Candidate]) -> list[str]:

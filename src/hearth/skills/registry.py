@@ -11,13 +11,15 @@ Tool names are ``<skill>__<intent>`` for skills and ``mcp_<server>__<tool>`` for
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from hearth.errors import InvalidRequest, NotFound
-from hearth.sdk import CAPABILITIES, IntentSpec, SlotError
+from hearth.sdk import CAPABILITIES, IntentSpec
+from hearth.sdk.slots import parse_slots
 from hearth.types import Actor, IntentMatch, SkillCall, SkillResult, ToolSpec, utcnow
 
 from .invoke import Executor, invoke, jsonable
@@ -262,10 +264,9 @@ class SkillRegistry:
         tz, now = zone(actor.timezone), utcnow()
         values, problems = parse_params(spec, params, tz=tz, now=now)
         problems = {name: problem for name, problem in problems.items() if problem != "required"}  # see missing
-        try:
-            values[slot] = spec.slots[slot].parse(answer, tz=tz, now=now)
-        except SlotError as exc:
-            problems[slot] = str(exc)
+        answered, trouble = parse_slots(spec.slots, {slot: answer}, tz=tz, now=now, known=values)
+        values.update(answered)
+        problems.update(trouble)
         missing = tuple(n for n, s in spec.slots.items() if s.required and n not in values)
         candidate = Candidate(skill.manifest.name, spec, values, 1.0, missing, problems, "answer")
         return self._as_match(candidate)
@@ -276,19 +277,9 @@ def parse_params(spec: IntentSpec, arguments: Mapping[str, Any], *, tz: tzinfo,
     """Slot values from JSON arguments (a model's, or stored ones); intents without slots take them as given."""
     if not spec.slots:
         return dict(arguments), {}
-    params: dict[str, Any] = {}
-    problems: dict[str, str] = {}
-    for name, value in arguments.items():
-        slot = spec.slots.get(name)
-        if slot is None:
-            problems[name] = "not a parameter of this tool"
-            continue
-        if value is None:
-            continue
-        try:
-            params[name] = slot.parse(value, tz=tz, now=now - timedelta(minutes=5))
-        except SlotError as exc:
-            problems[name] = str(exc)
+    given = {name: value for name, value in arguments.items() if value is not None}
+    params, problems = parse_slots(spec.slots, given, tz=tz, now=now - timedelta(minutes=5))
+    problems.update({name: "not a parameter of this tool" for name in given if name not in spec.slots})
     for name, slot in spec.slots.items():
         if slot.required and name not in params and name not in problems:
             problems[name] = "required"
@@ -307,5 +298,8 @@ def summarise(spec: IntentSpec, params: Mapping[str, Any]) -> str:
         else:
             shown = str(value)
         parts.append(f"{name.replace('_', ' ')}: {shown}")
-    what = spec.description[:1].lower() + spec.description[1:] if spec.description else spec.name
+    # the description's first clause: "Schedule a meeting (refused, with the next free slot, ...)." asks
+    # "Shall I schedule a meeting — start: ...?"
+    first = re.split(r"\s*[(.;:]", spec.description or "", maxsplit=1)[0].strip()
+    what = first[:1].lower() + first[1:] if first else spec.name.replace("_", " ")
     return f"{what} — {', '.join(parts)}" if parts else what

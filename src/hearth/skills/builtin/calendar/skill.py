@@ -107,7 +107,7 @@ class CalendarSkill(Skill):
         slots={
             "range": Choice(options=RANGES, description="which days", required=False),
             "start": DateTime(description="from when", required=False),
-            "end": DateTime(description="until when", required=False),
+            "end": DateTime(description="until when", required=False, after="start"),
         },
         examples=[
             "what's on my calendar",

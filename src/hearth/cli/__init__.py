@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hearth import __version__
@@ -20,6 +21,7 @@ from hearth.runtime import Runtime, load_settings
 from hearth.settings import Settings
 from hearth.store import Database, migrate
 from hearth.types import Event
+from hearth.web.admin_outbox import DEFAULT_LIMIT, MAX_LIMIT, describe_outbox_item
 
 from .chat import chat_in_process, chat_remote
 from .doctor import run_doctor
@@ -211,7 +213,7 @@ def users_pair(
 def channels_outbox(
     dead: bool = typer.Option(False, "--dead", help="Only the dead letters: messages that kept failing."),
     channel: str | None = typer.Option(None, "--channel", "-c", help="Only this channel."),
-    limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000),
+    limit: int = typer.Option(DEFAULT_LIMIT, "--limit", "-n", min=1, max=MAX_LIMIT),
 ) -> None:
     """List messages in the outbox, newest first."""
     settings = _settings()
@@ -225,9 +227,10 @@ def channels_outbox(
     except HearthError as exc:
         raise _fail(exc) from None
     table = Table("id", "channel", "to", "status", "attempts", "created", "last error")
-    for item in items:
-        table.add_row(str(item.id), item.channel, item.address, item.status, str(item.attempts),
-                      item.created_at.strftime("%Y-%m-%d %H:%M:%S"), (item.last_error or "")[:80])
+    for item in map(describe_outbox_item, items):  # what GET /admin/outbox shows, in a table
+        table.add_row(str(item["id"]), escape(item["channel"]), escape(item["address"]), item["status"],
+                      str(item["attempts"]), item["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                      escape((item["last_error"] or "")[:80]))
     console.print(table)
 
 

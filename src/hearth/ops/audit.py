@@ -1,8 +1,10 @@
 """The audit log: who did what, as structured log lines on the ``hearth.audit`` logger.
 
 Subscribed to the event bus for the events an operator must be able to reconstruct later (sign-ins
-that failed, admin actions, permission denials, turn failures, model outages). Entries carry the actor
-and the event's properties, never message content or secrets.
+that failed, admin actions, permission denials, turn failures, model outages, chat-platform webhooks
+refused for a bad signature, and who got in through a channel: accounts linked, paired, refused or sent a
+pairing code). Entries carry the actor and the event's properties, never message content or secrets.
+Delivery receipts (``whatsapp.status``) and the outbox's own progress are events for metrics, not audit.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import logging
 
 from hearth.types import Event
 
-AUDITED_PREFIXES = ("admin.", "auth.", "permission.", "turn.failed", "turn.recovered", "model.unavailable",
-                    "model.breaker", "memory.summary_failed")
+AUDITED_PREFIXES = ("admin.", "auth.", "permission.", "channel.refused", "identity.", "turn.failed",
+                    "turn.recovered", "model.unavailable", "model.breaker", "memory.summary_failed")
 
 
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}

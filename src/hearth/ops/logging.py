@@ -3,7 +3,9 @@
 ``console`` output is for people; ``json`` output is one JSON object per line for Filebeat, Logstash
 or any log shipper. Every record goes through ``redact``: a value under a key that names a secret
 (token, key, password, authorization, ...) is replaced, and anything shaped like a hearth API key is
-masked wherever it appears, so a secret that slips into a message still does not reach the log.
+masked wherever it appears (so is a Telegram bot token), so a secret that slips into a message still
+does not reach the log. HTTP client libraries log each request's URL at INFO, and some URLs carry a secret
+(Telegram's ``https://api.telegram.org/bot<TOKEN>/...``): their loggers are held at WARNING.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ _SECRET_KEYS = re.compile(r"(token|secret|password|passwd|api_key|apikey|authori
                           re.IGNORECASE)
 _KEY_PATTERN = re.compile(r"hth_[A-Za-z0-9]{12}_[A-Za-z0-9]{32}")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
+_TELEGRAM_TOKEN = re.compile(r"(?<![0-9])[0-9]{5,}:[A-Za-z0-9_-]{30,}")  # a bot token: <bot id>:<35 characters>
 MASK = "[redacted]"
+QUIET_LOGGERS = ("hypercorn.access", "asyncio", "alembic", "httpx", "httpcore")
 
 
 def scrub(text: str) -> str:
-    return _BEARER.sub(r"\1" + MASK, _KEY_PATTERN.sub("hth_" + MASK, text))
+    text = _TELEGRAM_TOKEN.sub(MASK, _KEY_PATTERN.sub("hth_" + MASK, text))
+    return _BEARER.sub(r"\1" + MASK, text)
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -64,6 +69,7 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # the servers' own access logs are replaced by hearth's events
-    for noisy in ("hypercorn.access", "asyncio", "alembic"):
+    # the servers' own access logs are replaced by hearth's events; httpx/httpcore would log every request
+    # URL at INFO, and a Telegram Bot API URL holds the bot token (scrub masks it too, should one get through)
+    for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)

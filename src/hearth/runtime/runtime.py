@@ -68,6 +68,7 @@ from hearth.store.records import ConversationRecord
 from hearth.store.skills import SkillRepository
 from hearth.types import Event, Reply, utcnow
 from hearth.web.admin import AdminApi
+from hearth.web.admin_outbox import OutboxAdmin
 from hearth.web.app import WebParts, build_app
 from hearth.web.health import CheckResult, Readiness
 
@@ -328,7 +329,8 @@ class Runtime:
 
     def web_app(self, listeners: Listeners) -> Any:
         server = self.settings.server
-        admin = AdminApi(self.auth, self.users, self.bus, self.status, self.metrics.render, CONTENT_TYPE, self.skills)
+        admin = AdminApi(self.auth, self.users, self.bus, self.status, self.metrics.render, CONTENT_TYPE, self.skills,
+                         OutboxAdmin(self.channel_store, self.outbox.retry))
         public = [*self.openai.routes(), *FilesApi(self.files, self.auth).routes(),
                   *self.slack.routes(), *self.whatsapp.routes(),
                   *(self.telegram.routes() if self.telegram is not None else ()),

@@ -51,6 +51,7 @@ class OutboxItem:
     last_error: str | None
     platform_id: str | None
     created_at: datetime
+    sent_at: datetime | None = None  # when the platform accepted it (status ``sent``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class PairingCode:
 
 
 _OUTBOX_COLUMNS = (_o.id, _o.channel, _o.address, _o.conversation_id, _o.payload, _o.status, _o.attempts,
-                   _o.next_attempt_at, _o.last_error, _o.platform_id, _o.created_at)
+                   _o.next_attempt_at, _o.last_error, _o.platform_id, _o.created_at, _o.sent_at)
 _PAIRING_COLUMNS = (_p.code, _p.channel, _p.external_id, _p.display_name, _p.created_at, _p.expires_at,
                     _p.approved_user_id)
 
@@ -80,7 +81,7 @@ class ChannelRepository:
     def _item(self, row: Any) -> OutboxItem:
         payload = orjson.loads(self._codec.decode(row.payload))
         return OutboxItem(row.id, row.channel, row.address, row.conversation_id, payload, row.status, row.attempts,
-                          row.next_attempt_at, row.last_error, row.platform_id, row.created_at)
+                          row.next_attempt_at, row.last_error, row.platform_id, row.created_at, row.sent_at)
 
     # --- outbox -------------------------------------------------------------------------------------
 

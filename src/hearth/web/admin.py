@@ -1,4 +1,4 @@
-"""The management API on the admin port: status, users, skills, metrics.
+"""The management API on the admin port: status, users, skills, the chat platforms' outbox, metrics.
 
 Access is decided here and only here: the client address must be in ``HEARTH_ADMIN_ALLOW_IPS`` and
 the request must carry ``ADMIN_TOKEN`` (or an API key of a user whose role grants ``admin.*``).
@@ -28,7 +28,10 @@ from hearth.sdk import CAPABILITIES, IntentSpec
 from hearth.security.apikeys import constant_time_equals
 from hearth.types import Actor, Event
 
+from .admin_outbox import OutboxAdmin, describe_outbox_item, outbox_query
+
 GUARDED_PREFIXES = ("/admin", "/metrics")
+_CONFLICTS = frozenset({"exists", "not_dead"})  # InvalidRequest codes that mean "not in this state": 409
 MAX_BODY = 65536
 
 
@@ -302,6 +305,7 @@ class AdminApi:
     metrics: Callable[[], bytes]
     metrics_content_type: str
     skills: SkillAdmin | None = None
+    outbox: OutboxAdmin | None = None
 
     def routes(self) -> list[Route]:
         routes = [
@@ -318,6 +322,11 @@ class AdminApi:
                 Route("/admin/skills/{name}/disable", self.disable_skill, methods=["POST"]),
                 Route("/admin/skills/{name}/grants", self.grant_skill, methods=["POST"]),
                 Route("/admin/skills/{name}/config", self.configure_skill, methods=["PUT"]),
+            ]
+        if self.outbox is not None:
+            routes += [
+                Route("/admin/outbox", self.list_outbox, methods=["GET"]),
+                Route("/admin/outbox/{id}/retry", self.retry_outbox, methods=["POST"]),
             ]
         return routes
 
@@ -436,6 +445,35 @@ class AdminApi:
         self.events.emit(Event("admin.skill_configured", request.scope["actor"], {"skill": name, "keys": changed}))
         return _json(describe_skill(skill, detail=True))
 
+    # --- the chat platforms' outbox -------------------------------------------------------------------------
+
+    def _outbox(self) -> OutboxAdmin:
+        assert self.outbox is not None  # the routes exist only with an outbox
+        return self.outbox
+
+    async def list_outbox(self, request: Request) -> Response:
+        """``?status=pending|sent|dead|all&channel=NAME&limit=N`` (default all, 50; at most 1000), newest first."""
+        try:
+            query = outbox_query(request.query_params)
+            items = await self._outbox().items.list(status=query.status, channel=query.channel, limit=query.limit)
+        except HearthError as exc:
+            return _error(exc)
+        return _json({"items": [describe_outbox_item(item) for item in items]})
+
+    async def retry_outbox(self, request: Request) -> Response:
+        """Queue a dead message again (pending, due now, attempts counted afresh): 404 for an unknown id,
+        409 for a message that is not dead."""
+        raw = request.path_params["id"]
+        try:
+            if not raw.isdigit() or len(raw) > 18:  # 18 digits stay inside a 64-bit id
+                raise NotFound(f"no outbox message {raw!r}")
+            item = await self._outbox().retry(int(raw))
+        except HearthError as exc:
+            return _error(exc)
+        self.events.emit(Event("admin.outbox_retried", request.scope["actor"],
+                               {"id": item.id, "channel": item.channel}))
+        return _json(describe_outbox_item(item))
+
 
 async def _read_json(request: Request) -> Any:
     body = await request.body()
@@ -451,7 +489,7 @@ def _error(exc: HearthError) -> Response:
     if isinstance(exc, NotFound):
         return _problem(404, exc.code, exc.user_message)
     if isinstance(exc, InvalidRequest):
-        return _problem(409 if exc.code == "exists" else 400, exc.code, exc.user_message)
+        return _problem(409 if exc.code in _CONFLICTS else 400, exc.code, exc.user_message)
     return _problem(503, exc.code, exc.user_message)  # the database, most likely: try again later
 
 

@@ -164,6 +164,16 @@ class FakeTelegram(FakeServer):
         """The next calls of ``method`` answer these errors, one per call, in order."""
         self._state.failures.setdefault(method.lower(), []).extend(failures)
 
+    def clear_failures(self, method: str | None = None) -> int:
+        """Drop the failures still queued for ``method`` (every method when None), so the next calls succeed;
+        how many were dropped. With ``fail`` this scripts an outage of unknown length: queue more failures
+        than can be used up, then end the outage when the test is ready."""
+        if method is None:
+            dropped = sum(len(queued) for queued in self._state.failures.values())
+            self._state.failures.clear()
+            return dropped
+        return len(self._state.failures.pop(method.lower(), []))
+
     def add_file(self, data: bytes, *, file_id: str | None = None, path: str | None = None) -> dict[str, Any]:
         """A file bots can fetch with ``getFile`` and download; its ``File`` object."""
         file_id = file_id or "BQAC" + secrets.token_urlsafe(24)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -109,3 +109,21 @@ def test_after_must_name_a_datetime_slot_of_the_intent() -> None:
             @intent("list", slots={"end": DateTime(after="begin")})
             def list(self, params: dict[str, Any]) -> str:
                 return "ok"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("at quarter past 5", at(12, 17, 15)),
+    ("tomorrow at half past 7", at(13, 7, 30)),
+    ("quarter to 1 tomorrow", at(13, 12, 45)),
+])
+def test_spoken_clock_times(text: str, expected: datetime) -> None:
+    assert parse_datetime(text, tz=OSLO, now=NOW) == expected
+
+
+def test_day_time_is_taken_when_only_a_day_is_said() -> None:
+    reminder = DateTime(day_time=time(9))
+    assert reminder.parse("friday", tz=OSLO, now=NOW) == at(15, 9)
+    assert reminder.parse("tomorrow", tz=OSLO, now=NOW) == at(13, 9)
+    assert reminder.parse("friday at 7pm", tz=OSLO, now=NOW) == at(15, 19)
+    assert reminder.parse("in 2 days", tz=OSLO, now=NOW) == at(14, 9)  # two days from now, to the minute
+    assert DateTime().parse("friday", tz=OSLO, now=NOW) == at(15, 0)

@@ -16,7 +16,7 @@ import pytest
 
 from hearth.sdk import SkillContext, SkillFailed
 from hearth.skills.builtin.calendar import CalendarSkill
-from hearth.skills.builtin.calendar.skill import next_free_slot
+from hearth.skills.builtin.calendar.skill import next_free_slot, window
 from hearth.skills.invoke import InProcess
 from hearth.skills.loader import manifest_of
 from hearth.skills.registry import LoadedSkill, SkillRegistry
@@ -477,3 +477,16 @@ async def test_a_missing_start_is_asked_for_and_the_confirmation_reads_in_the_us
         assert done.text.startswith("Scheduled “Meeting” on Fri ") and f"({zone})" in done.text
         assert "UTC+" not in done.text
         assert bot.model.requests == []  # no model was needed for any of it
+
+
+@pytest.mark.parametrize(("now", "chosen", "start", "end"), [
+    (datetime(2026, 5, 12, 9, 0), "this weekend", datetime(2026, 5, 16), datetime(2026, 5, 18)),  # a Tuesday
+    (datetime(2026, 5, 12, 9, 0), "next weekend", datetime(2026, 5, 23), datetime(2026, 5, 25)),
+    (datetime(2026, 5, 16, 10, 0), "this weekend", datetime(2026, 5, 16, 10, 0), datetime(2026, 5, 18)),  # Saturday
+    (datetime(2026, 5, 17, 10, 0), "this weekend", datetime(2026, 5, 17, 10, 0), datetime(2026, 5, 18)),  # Sunday
+    (datetime(2026, 5, 17, 10, 0), "next weekend", datetime(2026, 5, 23), datetime(2026, 5, 25)),
+])
+def test_weekend_ranges(now: datetime, chosen: str, start: datetime, end: datetime) -> None:
+    oslo = ZoneInfo("Europe/Oslo")
+    begins, ends, label = window({"range": chosen}, now.replace(tzinfo=oslo), oslo)
+    assert (begins, ends, label) == (start.replace(tzinfo=oslo), end.replace(tzinfo=oslo), chosen)

@@ -112,7 +112,7 @@ def parse_datetime(text: str, *, tz: tzinfo, now: datetime, prefer_future: bool 
     if moment is not None:
         # the same instant in the user's zone: a stored "+02:00" reads back as CEST, not "UTC+02:00"
         return moment.astimezone(tz) if moment.tzinfo else moment.replace(tzinfo=tz)
-    text = _LEADING_FOR.sub("", text)
+    text = _spoken_clock(_LEADING_FOR.sub("", text))
     if _DANGLING.search(text) or _BARE_IN.match(text):
         return None
     relative = _IN.match(text) or _FROM_NOW.match(text)
@@ -275,3 +275,24 @@ def _only_date_words(text: str) -> bool:
     words = re.findall(r"[\w'.:/-]+|,", text)
     return (any(not _LINKING.fullmatch(w) for w in words)
             and all(_DATE_VOCABULARY.fullmatch(w) for w in words))
+
+
+_PAST = re.compile(r"\b(?:a\s+)?(?P<part>quarter|half)\s+past\s+(?P<h>\d{1,2})\b", re.I)
+_QUARTER_TO = re.compile(r"\b(?:a\s+)?quarter\s+to\s+(?P<h>\d{1,2})\b", re.I)
+
+
+def _spoken_clock(text: str) -> str:
+    """ "quarter past 5" as "5:15", "half past 5" as "5:30", "quarter to 5" as "4:45"."""
+    text = _PAST.sub(lambda m: f"{m['h']}:{'15' if m['part'].lower() == 'quarter' else '30'}", text)
+    return _QUARTER_TO.sub(lambda m: f"{(int(m['h']) - 1) % 12 or 12}:45", text)
+
+
+_NAMES_A_TIME = re.compile(
+    r"\d[:.]\d{2}|\d\s*(?:am|pm|a\.m\.|p\.m\.|h\b|o'clock)|\bat\s+\d|\b(?:in|from now|later|ago|noon|midday|"
+    r"midnight|morning|afternoon|evening|night|tonight|now|quarter|half|hours?|minutes?|seconds?|hrs?|mins?|secs?)\b",
+    re.I)
+
+
+def names_a_time(text: str) -> bool:
+    """Whether ``text`` says a time of day or a span from now, not only a day ("friday", "may 20")."""
+    return bool(_NAMES_A_TIME.search(text))

@@ -18,10 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
-from .parsing import parse_datetime, parse_duration, parse_number
+from .parsing import names_a_time, parse_datetime, parse_duration, parse_number
 
 
 class SlotError(ValueError):
@@ -116,11 +116,14 @@ class DateTime(Slot):
     Parsed in the user's time zone and returned as an aware ``datetime``. ``future`` rejects the past
     (and reads "at 9" said in the afternoon as tomorrow morning). ``after`` names another ``DateTime``
     slot of the same intent that this one follows: it is read relative to that slot's value and must come
-    after it, so "from monday to wednesday" ends on the Wednesday after that Monday.
+    after it, so "from monday to wednesday" ends on the Wednesday after that Monday. ``day_time`` is the
+    time of day taken when only a day is said: a reminder "on friday" is due on Friday at 09:00 with
+    ``day_time=time(9)``, not at midnight (None keeps the start of the day, as a calendar range wants).
     """
 
     future: bool = True
     after: str | None = None
+    day_time: time | None = None
 
     kind = "datetime"
 
@@ -140,6 +143,8 @@ class DateTime(Slot):
         if moment is None:
             raise SlotError(f"could not read {value!r} as a date and time (try 'tomorrow at 3pm' or "
                             "'2026-05-01 14:00')")
+        if self.day_time is not None and not names_a_time(value):
+            moment = datetime.combine(moment.astimezone(tz).date(), self.day_time, tzinfo=tz)
         if follows is not None and moment <= follows:
             raise SlotError(f"{moment:%Y-%m-%d %H:%M} is not after {follows:%Y-%m-%d %H:%M}")
         if self.future and moment < now - timedelta(minutes=1):

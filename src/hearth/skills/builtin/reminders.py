@@ -3,7 +3,7 @@ channel, at the right time, even if hearth restarted in between (they are stored
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from hearth.sdk import DateTime, Number, Result, Skill, SkillContext, SkillFailed, Text, intent
@@ -22,7 +22,7 @@ class RemindersSkill(Skill):
     version = "1.0.0"
     permissions = ("messages",)
 
-    @intent("remind", slots={"when": DateTime(description="when to remind"),
+    @intent("remind", slots={"when": DateTime(description="when to remind", day_time=time(9)),
                              "what": Text(description="what to remind about", max_length=500)},
             examples=["remind me {when} to {what}", "remind me to {what} {when}", "set a reminder {when} to {what}",
                       "remind me {when} about {what}", "remind me about {what} {when}",

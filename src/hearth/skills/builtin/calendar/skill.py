@@ -26,7 +26,7 @@ DEFAULT_DURATION = timedelta(minutes=30)
 DEFAULT_TITLE = "Meeting"
 SLOT_STEP = timedelta(minutes=15)
 SLOT_HORIZON = timedelta(days=7)
-RANGES = ("today", "tomorrow", "this week", "next week")
+RANGES = ("today", "tomorrow", "this week", "next week", "this weekend", "next weekend")
 EXPORT_URL = "/v1/calendar.ics"
 SHORT_ID = 8
 
@@ -321,6 +321,11 @@ def window(params: Mapping[str, Any], now: datetime, tz: tzinfo) -> tuple[dateti
         if chosen == "this week":
             return midnight(0), midnight(monday), "this week"
         return midnight(monday), midnight(monday + 7), "next week"
+    if chosen in ("this weekend", "next weekend"):
+        saturday = (5 - today.weekday()) % 7 if today.weekday() < 5 else -(today.weekday() - 5)
+        if chosen == "next weekend":
+            saturday += 7
+        return max(midnight(saturday), now), midnight(saturday + 2), chosen
     start: datetime | None = params.get("start")
     end: datetime | None = params.get("end")
     if start is None and end is None:

@@ -22,9 +22,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from hearth.skills import isolation
 from hearth.skills.invoke import invoke
-from hearth.skills.isolation import WorkerExecutor, WorkerUnavailable, private_home
+from hearth.skills.isolation import WorkerExecutor, WorkerUnavailable, private_home, sandbox
 from hearth.skills.loader import SkillProblemError, WorkerSource
 from hearth.skills.services import ContextFactory
 from hearth.types import Actor, SkillResult
@@ -523,9 +522,9 @@ async def test_with_network_granted_hearth_performs_its_http(make: Make, executo
 
 async def test_no_network_namespace_means_no_start_unless_network_is_granted(
         make: Make, executors: list[WorkerExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
-    real = isolation._libc
+    real = sandbox._libc
     failing: Callable[..., int] = lambda *args: -1  # noqa: E731
-    monkeypatch.setattr(isolation, "_libc", lambda name: failing if name == "unshare" else real(name))
+    monkeypatch.setattr(sandbox, "_libc", lambda name: failing if name == "unshare" else real(name))
 
     confined = make(NET)
     executors.append(confined)

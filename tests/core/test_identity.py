@@ -1,4 +1,5 @@
-"""API-key authentication: argon2 hashes, a short cache, one verification for many simultaneous callers."""
+"""API-key authentication: argon2 hashes, a short cache, one verification for many simultaneous callers; and
+where a chat-platform sender hearth does not know may be given a pairing code."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import asyncio
 
 import pytest
 
+from hearth.core.identity import PAIR_PRIVATELY, Refusal
 from hearth.errors import InvalidRequest, Unauthenticated
 from hearth.runtime import Runtime
 from hearth.security.apikeys import ApiKeyHasher, parse_prefix
+from hearth.types import Actor, Event
 
 
 class CountingHasher(ApiKeyHasher):
@@ -80,3 +83,34 @@ async def test_bad_user_names_and_roles(runtime: Runtime, name: str, role: str) 
     with pytest.raises(InvalidRequest):
         await runtime.auth.create_user(name, role)
     assert [u.name for u in await runtime.users.list_users()] == ["admin"]
+
+
+# --- people on chat platforms: where a pairing code may be shown ------------------------------------------------
+
+
+async def test_a_pairing_code_is_given_only_in_a_private_chat(runtime: Runtime) -> None:
+    events: list[Event] = []
+    runtime.bus.subscribe(events.append, "identity.")
+    in_group = await runtime.identities.resolve("telegram", "100", "Ann", policy="pairing", private=False)
+    assert in_group == Refusal(PAIR_PRIVATELY) and in_group.code is None
+    assert "private message" in PAIR_PRIVATELY and "hearth users pair" not in PAIR_PRIVATELY
+    assert await runtime.channel_store.pending_pairings() == []  # no code made that nobody may see
+    assert [(e.name, e.properties) for e in events] == [
+        ("identity.refused", {"channel": "telegram", "reason": "not_private"})]
+
+    in_private = await runtime.identities.resolve("telegram", "100", "Ann", policy="pairing")
+    assert isinstance(in_private, Refusal) and in_private.code and in_private.code in (in_private.text or "")
+    [pending] = await runtime.channel_store.pending_pairings()
+    assert pending.code == in_private.code and pending.external_id == "100"
+    assert events[-1].name == "identity.pairing"
+
+
+async def test_where_a_message_was_written_does_not_change_the_other_policies(runtime: Runtime) -> None:
+    opened = await runtime.identities.resolve("slack", "U9", "Bo", policy="open", private=False)
+    assert isinstance(opened, Actor) and opened.identity == "U9"
+    assert await runtime.identities.resolve("slack", "U9", "Bo", policy="pairing", private=False) == opened
+    refused = await runtime.identities.resolve("slack", "U8", None, policy="allowlist", private=False)
+    assert refused == Refusal(None)
+    listed = await runtime.identities.resolve("slack", "U7", None, policy="allowlist", allowlist=frozenset({"U7"}),
+                                              private=False)
+    assert isinstance(listed, Actor)

@@ -155,7 +155,7 @@ async def test_a_platform_message_is_answered_once_through_the_outbox(runtime: R
     outbox.add_sender("telegram", platform)
     typing: list[str] = []
 
-    async def typing_in(address: str) -> None:
+    async def typing_in(address: str, message_id: str | None) -> None:
         typing.append(address)
 
     channel = PlatformChannel("telegram", inbox=runtime.inbox,

@@ -644,3 +644,130 @@ def test_random_markdown_always_renders_valid_parts(seed: int) -> None:
             parts = split(text, limit, dialect=dialect)  # type: ignore[arg-type]
             assert all(part.strip() and measure(part) <= limit for part in parts)
             assert unmarked("".join(parts)) == unmarked(text)
+
+
+# --- Slack and WhatsApp: the model's markers stay text ----------------------------------------------------------
+
+LOOK_ALIKES = {"∗": "*", "ˍ": "_", "∼": "~", "ˋ": "`"}
+
+
+def platform_styles(text: str, dialect: str) -> list[tuple[str, str]]:
+    """What Slack or WhatsApp would format in ``text``: (marker, text) for each pair on a line.
+
+    An independent reading of the platforms' rules: Slack takes a marker only at a word boundary (an opener after
+    the line's start or a non-word character and before a non-space; a closer after a non-space and before the
+    line's end or a non-word character); WhatsApp, which documents no rule, is read as widely as reported: any
+    opener before a non-space, any closer after one. Code spans, Slack links and bare URLs are not formatted.
+    """
+    edge = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
+    before, after = edge if dialect == "slack" else ("", "")
+
+    def hidden(match: re.Match[str]) -> str:  # no marker left, and words and non-words where they were
+        return re.sub(r"[A-Za-z0-9]", "x", re.sub(r"[^A-Za-z0-9]", "\x01", match.group()))
+
+    found: list[tuple[str, str]] = []
+    for line in text.split("\n"):
+        if dialect == "slack":  # a link's target: "<" of text is always "&lt;"
+            line = re.sub(r"<[^<>|]+(?=[|>])", hidden, line)
+        line = re.sub(r"https?://[\w\-.~:/?#\[\]@!$&'()*+,;=%]+", hidden, line, flags=re.ASCII)
+        spans = [("`", m.group(1)) for m in re.finditer(r"`([^`]+)`", line)]
+        line = re.sub(r"`[^`]+`", hidden, line)
+        for marker in "*_~":
+            m = re.escape(marker)
+            spans += [(marker, hit.group(1)) for hit in re.finditer(f"{before}{m}(?=\\S)(.+?)(?<=\\S){m}{after}", line)]
+        found += spans
+    return found
+
+
+def as_written(text: str) -> str:
+    return "".join(LOOK_ALIKES.get(char, char) for char in text)
+
+
+@pytest.mark.parametrize(
+    ("source", "slack", "whatsapp"),
+    [
+        ("2*3*4", "2*3*4", "2∗3∗4"),  # emphasis to CommonMark, but inside a word: shown as typed
+        ("snake_case_name", "snake_case_name", "snakeˍcaseˍname"),
+        ("file_name_v2", "file_name_v2", "fileˍnameˍv2"),
+        ("~/path ~ approx", "~/path ~ approx", "~/path ~ approx"),  # no pair: left as typed
+        ("a*b and c*d", "a*b and c*d", "a∗b and c∗d"),
+        ("\\*not bold\\*", "∗not bold∗", "∗not bold∗"),
+        ("a \\*b* c", "a ∗b∗ c", "a ∗b∗ c"),  # markdown-it keeps the second "*" as text too
+        ("\\_x\\_ and \\~y\\~ and ~z~", "ˍxˍ and ∼y∼ and ∼z∼", "ˍxˍ and ∼y∼ and ∼z∼"),
+        ("\\`code\\`", "ˋcodeˋ", "ˋcodeˋ"),
+        ("a ``` b", "a ˋˋˋ b", "a ˋˋˋ b"),  # a fence could open a block over the next lines
+        ("a ``b` c", "a ˋˋbˋ c", "a ˋˋbˋ c"),
+        ("**bold**text", "∗∗bold∗∗text", "∗∗bold∗∗text"),  # a style no platform shows inside a word
+        ("**unbalanced", "**unbalanced", "**unbalanced"),
+        ("2 * 3 = 6, x_1 and :white_check_mark:", "2 * 3 = 6, x_1 and :white_check_mark:",
+         "2 * 3 = 6, xˍ1 and :whiteˍcheckˍmark:"),
+        ("see https://x.y/a_b_c~d~e and ~x~", "see https://x.y/a_b_c~d~e and ∼x∼", "see https://x.y/a_b_c~d~e and ∼x∼"),
+        ("[a_b_c](https://x.y/_q_)", "<https://x.y/_q_|a_b_c>", "aˍbˍc (https://x.y/_q_)"),
+    ],
+)
+def test_literal_markers_stay_literal_in_slack_and_whatsapp(source: str, slack: str, whatsapp: str) -> None:
+    for render_as, expected, dialect in ((to_slack, slack, "slack"), (to_whatsapp, whatsapp, "whatsapp")):
+        rendered = render_as(source)
+        assert rendered == expected, dialect
+        assert platform_styles(rendered, dialect) == [], dialect
+    if not source.startswith("["):  # the same characters, whichever were replaced
+        assert as_written(to_whatsapp(source)) == as_written(to_slack(source))
+
+
+@pytest.mark.parametrize("dialect", ["slack", "whatsapp"])
+def test_real_emphasis_still_renders_beside_literal_markers(dialect: str) -> None:
+    render_as = to_slack if dialect == "slack" else to_whatsapp
+    source = "**bold** and _it_ and ~~gone~~, not \\*this\\* or `co*de*` or a_b_c_d, but ***both***"
+    rendered = render_as(source)
+    underscores = "a_b_c_d" if dialect == "slack" else "aˍbˍcˍd"
+    assert rendered == f"*bold* and _it_ and ~gone~, not ∗this∗ or `co*de*` or {underscores}, but _*both*_"
+    assert platform_styles(rendered, dialect) == [
+        ("`", "co*de*"), ("*", "bold"), ("*", "both"), ("_", "it"), ("_", "*both*"), ("~", "gone")]
+    heading = render_as("# Title with \\*stars\\*\n\n> quoted ~~old~~ \\~new\\~\n\n- item **b** x_y_z")
+    assert platform_styles(heading, dialect) == [("*", "Title with ∗stars∗"), ("~", "old"), ("*", "b")]
+
+
+def test_hearths_own_marks_never_reach_the_platform() -> None:
+    source = "a\ufdd0*b* \ufdd1x\ufdd2 \ufdd3`c\ufdd0d` [l\ufdd0](https://e.f/\ufdd2g)"
+    for rendered in (to_slack(source), to_whatsapp(source)):
+        assert not re.search("[\ufdd0-\ufdef]", rendered), rendered
+
+
+LITERALS = ["word", "x", " ", "\n", "*", "_", "~", "`", "```", "snake_case", "2*3", "a~b", "**", "~~", "(", ")", "é",
+            "😀", ":ok_hand:", "https://q.r/s_t", "&", "<", "\\"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_literal_markers_never_format(seed: int) -> None:
+    """Text whose every marker is escaped, or cannot be emphasis, is shown as written and never formatted."""
+    rng = random.Random(seed)
+    for _ in range(20):
+        raw = re.sub(r"(?m)^ +| +(?= )", "", "".join(rng.choice(LITERALS) for _ in range(rng.randint(1, 60))))
+        source = re.sub(r"([*_~`\\<&])", r"\\\1", raw)  # every marker escaped: none is Markdown
+        shown = to_plain(source)
+        for render_as, dialect in ((to_slack, "slack"), (to_whatsapp, "whatsapp")):
+            rendered = render_as(source)
+            assert platform_styles(rendered, dialect) == [], (source, rendered)
+            text = as_written(rendered)
+            if dialect == "slack":
+                text = text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+            assert squeeze(text) == squeeze(shown), (source, rendered)
+        spaced = " ".join(rng.choice(LITERALS) for _ in range(rng.randint(1, 60)))
+        spaced = re.sub(r"([*_~`\\<&])", r"\\\1", re.sub(r"(?m)^ +| +(?= )", "", spaced))
+        for dialect in ("slack", "whatsapp"):  # cut at spaces, a part is read as it was in the whole
+            for part in render(spaced, dialect, rng.randint(30, 80)):  # type: ignore[arg-type]
+                assert platform_styles(part, dialect) == [], (spaced, part)
+
+
+def test_split_keeps_neutralised_markers_literal_and_within_the_limit() -> None:
+    source = " ".join(f"**step {n}** renames file_{n}_v2 to \\*{n}\\* in ~/dir_{n} (a*b*c)." for n in range(120))
+    for dialect, measure in (("slack", len), ("whatsapp", utf16)):
+        whole = to_slack(source) if dialect == "slack" else to_whatsapp(source)
+        parts = render(source, dialect, 300)  # type: ignore[arg-type]
+        assert len(parts) > 10
+        for part in parts:
+            assert measure(part) <= 300
+            assert {marker for marker, _ in platform_styles(part, dialect)} <= {"*"}, part
+            assert all(shown.startswith("step") for _, shown in platform_styles(part, dialect)), part
+        assert squeeze("".join(parts)) == squeeze(whole)
+        assert "∗" in whole and ("ˍ" in whole) == (dialect == "whatsapp")

@@ -343,6 +343,22 @@ async def test_an_unknown_sender_gets_a_pairing_code(rig: Rig, sim: ModelSimulat
     assert sim.requests == []
 
 
+async def test_in_a_channel_an_unknown_member_is_told_to_pair_in_a_dm(rig: Rig, sim: ModelSimulator) -> None:
+    mention = app_mention("<@U0HEARTH> let me in", "Ev-stranger-channel", user="U0STRANGER")
+    assert (await rig.event(mention)).status_code == 200
+    [said] = await rig.slack.wait_for("chat.postMessage")
+    assert (said.body["channel"], said.body["thread_ts"]) == (CHANNEL, "1515449522.000016")  # in the channel...
+    assert "private message" in said.body["text"] and "hearth users pair" not in said.body["text"]  # ...no code
+    assert await rig.runtime.channel_store.pending_pairings() == []
+
+    assert (await rig.event(direct("hi", "Ev-stranger-dm", user="U0STRANGER"))).status_code == 200
+    _, dm = await rig.slack.wait_for("chat.postMessage", 2)
+    [pending] = await rig.runtime.channel_store.pending_pairings()
+    assert dm.body["channel"] == DM and pending.code in dm.body["text"] and pending.external_id == "U0STRANGER"
+    await rig.settle()
+    assert sim.requests == []
+
+
 async def test_the_events_endpoint_answers_at_once_while_the_model_is_slow(rig: Rig, sim: ModelSimulator) -> None:
     sim.script(Turn(text="Finally.", ttft=3.2))
     payload = direct("think hard", "Ev-slow")

@@ -350,6 +350,23 @@ async def test_an_unknown_sender_gets_a_pairing_code(tg: Harness, sim: ModelSimu
     assert sim.requests == []
 
 
+async def test_in_a_group_an_unknown_member_is_told_to_pair_in_a_private_chat(tg: Harness, sim: ModelSimulator) -> None:
+    stranger, text = 888, f"@{BOT} let me in"
+    mention = message(text, chat=group_chat(), sender=stranger, entities=[entity("mention", text, f"@{BOT}")])
+    await tg.post(update(185, message=mention))
+    [said] = await tg.sent()
+    shown = markdown_v2_text(said["text"])
+    assert said["chat_id"] == GROUP and "private message" in shown  # said in the group, for everyone to read...
+    assert "hearth users pair" not in shown and await tg.runtime.channel_store.pending_pairings() == []  # ...no code
+
+    await tg.post(update(186, message=message("hello", sender=stranger,
+                                              chat={"id": stranger, "first_name": "Zed", "type": "private"})))
+    _, private = await tg.sent(2)
+    [pending] = await tg.runtime.channel_store.pending_pairings()
+    assert private["chat_id"] == stranger and pending.code in markdown_v2_text(private["text"])
+    assert pending.external_id == str(stranger) and sim.requests == []
+
+
 # --- files -------------------------------------------------------------------------------------------------------
 
 

@@ -262,6 +262,50 @@ async def test_a_text_message_is_answered_once_in_whatsapp_markup(rig: Rig, link
     assert reminder["to"] == USER and reminder["text"]["body"] == "Reminder: *stretch*"
 
 
+async def test_the_message_being_answered_is_marked_read_with_a_typing_indicator(rig: Rig, linked: Actor,
+                                                                                 sim: ModelSimulator) -> None:
+    sim.script(Turn(text="On 3 March.", ttft=0.5))
+    asked = wamid()
+    assert (await rig.post(text("When was the boiler serviced?", message_id=asked))).status_code == 200
+    [sent] = await rig.sent(1)
+    assert sent["text"]["body"] == "On 3 March."
+    # Meta's typing indicator: https://developers.facebook.com/documentation/business-messaging/whatsapp/typing-indicators/
+    assert list(rig.meta.reads) == [{"messaging_product": "whatsapp", "status": "read", "message_id": asked,
+                                     "typing_indicator": {"type": "text"}}]
+    typing, reply = rig.meta.calls_to("/messages", reads=True)
+    assert typing.body == rig.meta.reads[0] and reply.body == sent  # the indicator came first
+    assert typing.path == f"/v25.0/{PHONE_NUMBER_ID}/messages" and typing.method == "POST"
+    assert typing.headers["Authorization"] == f"Bearer {rig.meta.token}"
+    assert typing.headers["Content-Type"] == "application/json"
+
+    # a stranger gets a pairing code, but no "typing…": only a message that will be answered shows it
+    assert (await rig.post(text("hi", sender="447700900123", name="Zed"))).status_code == 200
+    await rig.sent(2)
+    await rig.quiet()
+    assert len(rig.meta.reads) == 1
+
+
+async def test_a_failing_or_hanging_typing_indicator_never_holds_up_the_reply(rig: Rig, linked: Actor,
+                                                                              sim: ModelSimulator) -> None:
+    loop = asyncio.get_running_loop()
+    sim.script(Turn(text="First answer."), Turn(text="Second answer."))
+    rig.meta.fail_reads(Failure(131000, status=500))  # Graph's "Something went wrong"
+    assert (await rig.post(text("one"))).status_code == 200
+    [first] = await rig.sent(1)
+    assert first["text"]["body"] == "First answer."
+
+    rig.meta.fail_reads(Failure(None, status=503, delay=30.0))  # a Graph API that does not answer for 30 s
+    started = loop.time()
+    answered = await rig.post(text("two"))
+    assert answered.status_code == 200 and loop.time() - started < 1.0
+    second = (await rig.sent(2))[1]
+    assert second["text"]["body"] == "Second answer." and loop.time() - started < 5.0
+    await rig.quiet()
+    assert list(rig.meta.reads) == [] and len(rig.meta.calls_to("/messages", reads=True)) == 4  # 2 tries, 2 sends
+    assert [(item.status, item.attempts) for item in await rig.outbox()] == [("sent", 1), ("sent", 1)]
+    assert await rig.runtime.outbox.dead() == []
+
+
 async def test_a_confirmation_is_a_button_message_and_its_yes_button_schedules(rig: Rig, linked: Actor,
                                                                              sim: ModelSimulator) -> None:
     assert (await rig.post(text("schedule a meeting tomorrow at 3pm for half an hour"))).status_code == 200
@@ -497,6 +541,23 @@ def test_webhook_payloads_from_the_docs_are_parsed() -> None:
     unsupported = parse_webhook(message("unsupported", {}, errors=[{"code": 131051, "title": "Message type unknown"}]),
                                 phone_number_id=PHONE_NUMBER_ID, download=download)
     assert len(unsupported.unsupported) == 1 and unsupported.messages == []
+
+
+async def test_the_fake_graph_api_takes_read_receipts_as_meta_documents_them(meta: FakeWhatsApp) -> None:
+    url = f"{meta.api_base}/{PHONE_NUMBER_ID}/messages"
+    auth = {"Authorization": f"Bearer {meta.token}"}
+    typing = {"messaging_product": "whatsapp", "status": "read", "message_id": wamid(),
+              "typing_indicator": {"type": "text"}}
+    async with httpx.AsyncClient() as client:
+        ok = await client.post(url, json=typing, headers=auth)
+        assert ok.status_code == 200 and ok.json() == {"success": True}
+        for wrong in ({**typing, "typing_indicator": {"type": "audio"}}, {**typing, "status": "delivered"},
+                      {**typing, "message_id": "123"}, {**typing, "to": USER}):
+            refused = await client.post(url, json=wrong, headers=auth)
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == 100
+        assert (await client.post(url, json=typing)).status_code == 401
+    assert list(meta.reads) == [typing] and list(meta.messages) == []
+    assert meta.calls_to("/messages") == [] and len(meta.calls_to("/messages", reads=True)) == 6
 
 
 async def test_the_fake_graph_api_stops_by_itself() -> None:

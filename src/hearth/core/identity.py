@@ -124,6 +124,8 @@ def _with_channel(actor: Actor, channel: str) -> Actor:
 SenderPolicy = Literal["pairing", "allowlist", "open"]
 SENDER_POLICIES: tuple[SenderPolicy, ...] = ("pairing", "allowlist", "open")
 PAIRING_TTL = timedelta(hours=24)
+PAIR_PRIVATELY = ("Hi! This assistant does not know you yet. Send me a private message to get a pairing code: "
+                  "I never post one where others can read it.")
 _UNSAFE_NAME = re.compile(r"[^a-z0-9_.-]+")
 
 
@@ -152,7 +154,10 @@ class ChannelIdentities:
     """Maps a platform account to a hearth user, by the channel's policy for senders it does not know.
 
     * ``pairing`` (the default): the sender gets a one-time code; an admin approves it with
-      ``hearth users pair CODE``, which links the account to a user, new or existing.
+      ``hearth users pair CODE``, which links the account to a user, new or existing. The code is given
+      only where the sender alone reads it (``private``): in a group or a channel anyone could read it and
+      hand it to the owner as their own, so there the sender is asked to write to the bot privately and
+      no code is made.
     * ``allowlist``: accounts listed for the channel get a user of their own on first contact; others get
       no answer at all (a bot that answers strangers confirms it exists).
     * ``open``: every account gets a user of its own on first contact.
@@ -166,7 +171,11 @@ class ChannelIdentities:
         self._events = events
 
     async def resolve(self, channel: str, external_id: str, display_name: str | None, *, policy: str,
-                      allowlist: frozenset[str] = frozenset()) -> Actor | Refusal:
+                      allowlist: frozenset[str] = frozenset(), private: bool = True) -> Actor | Refusal:
+        """The hearth user behind a platform account, or what an account that may not talk yet is told.
+
+        ``private`` is False when the message came from a group or a channel: a pairing code is then not
+        made, and the refusal says to ask for one in a private chat."""
         if policy not in SENDER_POLICIES:
             raise InvalidRequest(f"unknown sender policy {policy!r}; use one of {', '.join(SENDER_POLICIES)}",
                                  code="invalid")
@@ -185,6 +194,9 @@ class ChannelIdentities:
         if policy == "allowlist":
             self._events.emit(Event("identity.refused", None, {"channel": channel}))
             return Refusal(None)
+        if not private:
+            self._events.emit(Event("identity.refused", None, {"channel": channel, "reason": "not_private"}))
+            return Refusal(PAIR_PRIVATELY)
         code = await self._pairing.pairing_code(channel, external_id, display_name, ttl=PAIRING_TTL)
         self._events.emit(Event("identity.pairing", None, {"channel": channel}))
         return Refusal(f"Hi! This assistant does not know you yet. Ask its owner to approve you with this "

@@ -7,19 +7,27 @@ It speaks the wire format hearth's WhatsApp channel uses, and checks requests th
   buttons with unique titles of at most 20 characters and a body of at most 1024; ``list``: a button label of
   at most 20, 1-10 rows with titles of at most 24 and descriptions of at most 72). It answers
   ``{"messaging_product", "contacts": [{"input", "wa_id"}], "messages": [{"id": "wamid...."}]}``.
+* The same route with ``{"messaging_product": "whatsapp", "status": "read", "message_id": "wamid...."}`` and
+  optionally ``"typing_indicator": {"type": "text"}`` marks a received message read (and shows "typing…"),
+  answering ``{"success": true}``; nothing else may be in it. These go to ``reads``, not ``messages``, and
+  ``calls_to`` leaves them out unless asked.
 * ``GET /{version}/{media-id}`` — ``{"messaging_product", "url", "mime_type", "sha256", "file_size", "id"}``;
   the ``url`` (``/whatsapp_business/attachments/?mid=...``) gives the bytes, with the same bearer token.
 
 Errors are Graph's: ``{"error": {"message", "type", "code", "error_data": {"messaging_product", "details"},
 "error_subcode" (when set), "fbtrace_id"}}``. ``fail(...)`` queues failures that the next send requests get
-instead of success (``Failure(code=130429)``, ``Failure(status=503)``, ``retry_after=`` for a header).
+instead of success (``Failure(code=130429)``, ``Failure(status=503)``, ``retry_after=`` for a header);
+``fail_reads(...)`` does the same for read receipts and typing indicators, and ``delay=`` makes the fake take
+that long to answer, like a Graph API that hangs.
 
-Every request is kept in ``calls`` and every accepted message in ``messages`` (both bounded). The server
+Every request is kept in ``calls``, every accepted message in ``messages`` and every accepted read receipt or
+typing indicator in ``reads`` (all bounded). The server
 stops by itself after ``lifetime`` seconds, so a test that forgets it does not leave it running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -62,6 +70,7 @@ class Failure:
     error_type: str = "OAuthException"
     error_subcode: int | None = None
     retry_after: float | str | None = None
+    delay: float = 0.0  # seconds before the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +101,9 @@ class FakeWhatsApp(FakeServer):
         super().__init__(host=host, lifetime=lifetime)
         self.calls: deque[Call] = deque(maxlen=max_calls)
         self.messages: deque[dict[str, Any]] = deque(maxlen=max_calls)
+        self.reads: deque[dict[str, Any]] = deque(maxlen=max_calls)
         self._failures: deque[Failure] = deque()
+        self._read_failures: deque[Failure] = deque()
         self._media: dict[str, _Media] = {}
 
     @property
@@ -103,14 +114,20 @@ class FakeWhatsApp(FakeServer):
         """The next send requests get these refusals, in order."""
         self._failures.extend(failures)
 
+    def fail_reads(self, *failures: Failure) -> None:
+        """The next read receipts / typing indicators get these refusals, in order."""
+        self._read_failures.extend(failures)
+
     def add_media(self, data: bytes, mime_type: str, media_id: str | None = None) -> str:
         """Make a file downloadable as a user's upload; its media id."""
         media_id = media_id or str(secrets.randbelow(10**15) + 10**15)
         self._media[media_id] = _Media(data, mime_type)
         return media_id
 
-    def calls_to(self, suffix: str) -> list[Call]:
-        return [c for c in self.calls if c.path.endswith(suffix)]
+    def calls_to(self, suffix: str, *, reads: bool = False) -> list[Call]:
+        """The requests to paths ending in ``suffix``. Read receipts and typing indicators share ``/messages``
+        with the messages but are another operation: they are in the list only with ``reads=True``."""
+        return [c for c in self.calls if c.path.endswith(suffix) and (reads or not _is_read(c.body))]
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -145,16 +162,27 @@ class FakeWhatsApp(FakeServer):
         if request.match_info["node"] != self.phone_number_id:
             return graph_error(Failure(100, 400, f"Unsupported post request. Object with ID "
                                                  f"'{request.match_info['node']}' does not exist", error_subcode=33))
+        if _is_read(call.body):
+            return await self._read(call.body)
         problem = message_problem(call.body)
         if problem is not None:
             return graph_error(Failure(100, 400, "(#100) Invalid parameter", details=problem))
         if self._failures:
-            return graph_error(self._failures.popleft())
+            return await _refusal(self._failures.popleft())
         self.messages.append(call.body)
         wamid = "wamid." + base64.b64encode(secrets.token_bytes(24)).decode()
         to = call.body["to"]
         return _json({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
                       "messages": [{"id": wamid}]})
+
+    async def _read(self, body: dict[str, Any]) -> web.Response:
+        problem = read_problem(body)
+        if problem is not None:
+            return graph_error(Failure(100, 400, "(#100) Invalid parameter", details=problem))
+        if self._read_failures:
+            return await _refusal(self._read_failures.popleft())
+        self.reads.append(body)
+        return _json({"success": True})
 
     async def _media_url(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -184,6 +212,16 @@ def _json(value: Any, status: int = 200, headers: Mapping[str, str] | None = Non
                         headers=headers)
 
 
+def _is_read(body: Any) -> bool:
+    return isinstance(body, dict) and "status" in body
+
+
+async def _refusal(failure: Failure) -> web.Response:
+    if failure.delay:
+        await asyncio.sleep(failure.delay)
+    return graph_error(failure)
+
+
 def graph_error(failure: Failure) -> web.Response:
     """A Graph API error response."""
     headers = {} if failure.retry_after is None else {"Retry-After": str(failure.retry_after)}
@@ -197,6 +235,22 @@ def graph_error(failure: Failure) -> web.Response:
     if failure.error_subcode is not None:
         error["error_subcode"] = failure.error_subcode
     return _json({"error": error}, failure.status, headers)
+
+
+def read_problem(body: dict[str, Any]) -> str | None:
+    """Why the Cloud API would refuse this read receipt / typing indicator, or None."""
+    if body.get("messaging_product") != "whatsapp":
+        return "messaging_product must be whatsapp"
+    if body.get("status") != "read":
+        return "status must be read"
+    if not isinstance(body.get("message_id"), str) or not body["message_id"].startswith("wamid."):
+        return "message_id must be the id of a received message"
+    if "typing_indicator" in body and body["typing_indicator"] != {"type": "text"}:
+        return "typing_indicator.type must be text"
+    extra = set(body) - {"messaging_product", "status", "message_id", "typing_indicator"}
+    if extra:
+        return f"unexpected parameters {sorted(extra)}"
+    return None
 
 
 def message_problem(body: Any) -> str | None:

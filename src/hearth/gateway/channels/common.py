@@ -6,12 +6,17 @@ A platform adapter (Telegram, Slack, WhatsApp) verifies the request, turns the p
 1. **Once only** — the platform's id of the delivery is recorded; a redelivery (a webhook retried after
    a timeout, Slack's ``X-Slack-Retry-Num``) is recognised and dropped.
 2. **Who is it** — the sender's platform account is mapped to a hearth user by the channel's policy
-   (``pairing``, ``allowlist`` or ``open``); an unknown sender gets a pairing code or nothing.
+   (``pairing``, ``allowlist`` or ``open``); an unknown sender gets a pairing code or nothing. A pairing
+   code is given only in a private chat: in a group or a channel, where everyone would read it, the
+   sender is asked to write to the bot privately instead.
 3. **Stored before answered** — a text message is submitted to the inbox (stored) before the webhook
    answers; files are fetched from the platform and handed to the files skill first, in the background,
    so that the webhook still answers at once.
 4. **The answer** — the turn's final reply is rendered in the platform's dialect and put in the outbox,
-   which sends it at the platform's pace across restarts. A typing indicator runs while the model works.
+   which sends it at the platform's pace across restarts. A typing indicator runs while the model works:
+   the channel's ``typing(address, message_id)`` hook is called as the turn starts and every
+   ``typing_every`` seconds until it ends, with the platform's id of the message being answered (WhatsApp
+   shows "typing…" for a message, Telegram for a chat). A failing or slow hook never holds up the answer.
 
 Messages hearth sends on its own (reminders) arrive through ``deliver`` and take the same road out.
 """
@@ -31,7 +36,7 @@ from hearth.gateway.files_api import StoredFile
 from hearth.types import Actor, Attachment, Button, Envelope, Event, Reply
 
 _log = logging.getLogger("hearth.channels")
-TYPING_EVERY = 4.0  # Telegram's chat action lasts 5 s; Slack and WhatsApp have none that is refreshed
+TYPING_EVERY = 4.0  # Telegram's chat action lasts 5 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +55,9 @@ class Inbound:
 
     ``delivery_id`` is the platform's id of this delivery (the dedup key); ``address`` is where replies go
     and names the conversation (a chat id, ``channel:thread``, a phone number); ``action`` is the id of a
-    button the sender pressed.
+    button the sender pressed. ``message_id`` is the platform's id of the message itself, for calls about it
+    (WhatsApp's typing indicator), when the platform has one; ``private`` says whether only the sender and
+    the bot read the conversation (a private chat, a DM), not a group or a channel.
     """
 
     delivery_id: str
@@ -61,6 +68,8 @@ class Inbound:
     action: str | None = None
     files: tuple[InboundFile, ...] = ()
     native: object = field(default=None, repr=False, compare=False)
+    message_id: str | None = None
+    private: bool = True
 
 
 class Receipts(Protocol):
@@ -77,7 +86,12 @@ class Refused(Protocol):
 
 class Identities(Protocol):
     async def resolve(self, channel: str, external_id: str, display_name: str | None, *, policy: str,
-                      allowlist: frozenset[str] = frozenset()) -> Actor | Refused: ...
+                      allowlist: frozenset[str] = frozenset(), private: bool = True) -> Actor | Refused: ...
+
+
+Typing = Callable[[str, str | None], Awaitable[None]]
+"""Shows that an answer is on its way: ``typing(address, message_id)``, ``message_id`` being the platform's id
+of the message answered (``Inbound.message_id``, None when there is none)."""
 
 
 class OutboxPort(Protocol):
@@ -111,7 +125,7 @@ class PlatformChannel:
 
     def __init__(self, name: str, *, inbox: Inbox, identities: Identities, receipts: Receipts, outbox: OutboxPort,
                  files: FileSink | None, renderer: Renderer, rules: SenderRules, events: EventSink,
-                 typing: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 typing: Typing | None = None, typing_every: float = TYPING_EVERY) -> None:
         self.name = name
         self._inbox = inbox
         self._identities = identities
@@ -122,6 +136,7 @@ class PlatformChannel:
         self._rules = rules
         self._events = events
         self._typing = typing
+        self._typing_every = typing_every
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def receive(self, message: Inbound) -> bool:
@@ -141,7 +156,8 @@ class PlatformChannel:
 
     async def _take(self, message: Inbound) -> None:
         resolved = await self._identities.resolve(self.name, message.sender_id, message.sender_name,
-                                                  policy=self._rules.policy, allowlist=self._rules.allowlist)
+                                                  policy=self._rules.policy, allowlist=self._rules.allowlist,
+                                                  private=message.private)
         if not isinstance(resolved, Actor):
             if resolved.text:
                 await self._outbox.put(self.name, message.address, self._renderer.render(resolved.text, ()))
@@ -182,10 +198,12 @@ class PlatformChannel:
         envelope = Envelope(id=message.delivery_id, channel=self.name, sender=actor, text=message.text,
                             attachments=attachments, action=message.action, native=message.native)
         submission = await self._inbox.submit(envelope, external_ref=message.address)
-        self._spawn(self._answer(message.address, submission.conversation, submission.replies()))
+        self._spawn(self._answer(message, submission.conversation, submission.replies()))
 
-    async def _answer(self, address: str, conversation: str, replies: Any) -> None:
-        typing = asyncio.create_task(self._keep_typing(address)) if self._typing is not None else None
+    async def _answer(self, message: Inbound, conversation: str, replies: Any) -> None:
+        address = message.address
+        typing = (asyncio.create_task(self._keep_typing(address, message.message_id))
+                  if self._typing is not None else None)
         final: Reply | None = None
         try:
             async for reply in replies:
@@ -204,14 +222,16 @@ class PlatformChannel:
         payloads = self._renderer.render(text or "…", final.buttons)
         await self._outbox.put(self.name, address, payloads, conversation_id=conversation)
 
-    async def _keep_typing(self, address: str) -> None:
+    async def _keep_typing(self, address: str, message_id: str | None) -> None:
+        """Runs beside the turn and is cancelled when it ends, a call in flight included: a slow platform
+        cannot hold up the answer."""
         assert self._typing is not None
         while True:
             try:
-                await self._typing(address)
+                await self._typing(address, message_id)
             except Exception as exc:  # a typing indicator is a courtesy: never worth a failed turn
                 _log.debug("%s: typing indicator failed: %s", self.name, exc)
-            await asyncio.sleep(TYPING_EVERY)
+            await asyncio.sleep(self._typing_every)
 
     async def deliver(self, message: Outbound) -> bool:
         """A message hearth sends on its own, to the conversation's place on this platform."""

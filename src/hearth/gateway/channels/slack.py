@@ -21,7 +21,8 @@ In (``routes``):
 
 Where replies go (the address names the conversation): a mention in a channel is answered in its thread
 (``C123:<thread_ts or ts>``). A DM is one conversation answered at the top level (``D123``), except a message
-written inside a DM thread, answered in that thread (``D123:<thread_ts>``).
+written inside a DM thread, answered in that thread (``D123:<thread_ts>``). An unknown member who mentions the
+bot in a channel is told there to write to it in a DM: the pairing code is only ever sent in the DM.
 
 Out (``send``, the outbox's ``Sender``): ``chat.postMessage`` with ``channel``, ``thread_ts``, mrkdwn ``text`` and
 ``blocks`` (``SlackRenderer``). Slack's limits are per method, workspace and channel (``chat.postMessage``: about one
@@ -315,7 +316,7 @@ class SlackChannel:
         if not text and not files:
             return None
         return Inbound(delivery_id=event_id, sender_id=user, sender_name=_display_name(event), address=address,
-                       text=text, files=files, native=event)
+                       text=text, files=files, native=event, message_id=ts, private=direct)
 
     def _file(self, item: object) -> InboundFile | None:
         if not isinstance(item, dict):
@@ -421,7 +422,8 @@ def _from_actions(payload: Mapping[str, Any]) -> list[Inbound]:
         stamp = action.get("action_ts") or payload.get("trigger_id") or container.get("message_ts")
         taken.append(Inbound(delivery_id=f"action:{stamp}:{action.get('action_id')}", sender_id=user_id,
                              sender_name=name if isinstance(name, str) else None, address=address,
-                             text=str(label or action["value"]), action=action["value"], native=payload))
+                             text=str(label or action["value"]), action=action["value"], native=payload,
+                             private=channel.startswith("D")))
     return taken
 
 

@@ -18,7 +18,8 @@ feeds the same ``handle``; it keeps nothing itself, since the receipts dedup wha
   id) and its label the text. Every query is answered (``answerCallbackQuery``) so the client stops waiting.
 * Private chats always; groups only when the bot is mentioned (``@botname``, which is cut from the text), is
   addressed by a command (``/cmd@botname``) or the message replies to one of its messages. Channel posts and
-  other updates are ignored.
+  other updates are ignored. An unknown member who addresses the bot in a group is told, in the group, to
+  write to the bot privately: the pairing code is only ever sent in the private chat.
 * Commands: ``/cmd@botname`` becomes ``/cmd``, so skill commands (``/calendar list``) work as typed;
   ``/start`` and ``/help``, which every bot is expected to answer, become a greeting and a question to the
   assistant through the normal path.
@@ -322,7 +323,8 @@ class TelegramChannel:
             return False  # a sticker, a location, ...: nothing hearth can read
         user = message.from_user
         inbound = Inbound(delivery_id=str(update.update_id), sender_id=str(user.id), sender_name=user.full_name,
-                          address=_address(message), text=text, files=files, native=update)
+                          address=_address(message), text=text, files=files, native=update,
+                          message_id=str(message.message_id), private=private)
         return await self._platform.receive(inbound)
 
     async def _button(self, update: Update) -> bool:
@@ -335,7 +337,8 @@ class TelegramChannel:
         label = _button_label(message, query.data)
         inbound = Inbound(delivery_id=str(update.update_id), sender_id=str(query.from_user.id),
                           sender_name=query.from_user.full_name, address=_address(message),
-                          text=label or query.data, action=query.data, native=update)
+                          text=label or query.data, action=query.data, native=update,
+                          private=message.chat.type == ChatType.PRIVATE)
         return await self._platform.receive(inbound)
 
     async def _answer_query(self, query_id: str) -> None:
@@ -418,7 +421,8 @@ class TelegramChannel:
             return DeliveryError("Telegram refused the bot token: check TELEGRAM_BOT_TOKEN")
         return DeliveryError(f"Telegram: {reason}")  # 5xx, timeouts, the network: the outbox tries again
 
-    async def typing(self, address: str) -> None:
+    async def typing(self, address: str, message_id: str | None = None) -> None:
+        """``sendChatAction`` "typing" for the chat (Telegram shows it per chat, not per message)."""
         chat_id, thread = _parse_address(address)
         await self._bot.send_chat_action(chat_id, ChatAction.TYPING, message_thread_id=thread)
 

@@ -10,6 +10,10 @@ and checks Meta's signatures with the standard library's ``hmac``. References (M
   titles of at most 20 characters, a body of at most 1024) and ``.../interactive-list-messages`` (one
   button of at most 20 characters, at most 10 rows, row titles of at most 24, descriptions of at most 72);
 * media: ``GET /{media-id}`` gives a short-lived ``url`` that is downloaded with the same bearer token;
+* typing indicators: ``/documentation/business-messaging/whatsapp/typing-indicators/`` — the same
+  ``POST /{phone-number-id}/messages`` with ``status: "read"``, the received ``message_id`` and
+  ``typing_indicator: {"type": "text"}`` marks the message read and shows "typing…" until the reply is sent
+  or 25 seconds pass;
 * errors: ``/documentation/business-messaging/whatsapp/support/error-codes``.
 
 **In.** ``GET /channels/whatsapp/webhook`` answers Meta's subscription handshake (``hub.mode=subscribe``,
@@ -28,6 +32,11 @@ event bus, and a ``failed`` status also logs a warning on ``hearth.channels.what
 and title. ``platform_id`` is the id the send returned, which the outbox keeps in its ``platform_id``
 column: ``hearth channels outbox`` / ``GET /admin/outbox`` find the message a status is about. The
 recipient's number is shown only by its last four digits.
+
+**Typing.** While the model works on a message, ``GraphApi.show_typing`` marks it read (two blue ticks) and
+shows "typing…", again every ``TYPING_REFRESH`` seconds (Meta drops the indicator after 25) until the turn
+ends. It is sent directly, not through the outbox: it is worth nothing once late, and a failure is only
+logged (``PlatformChannel`` runs it beside the turn and cancels it when the turn ends).
 
 **Out.** ``GraphApi.send`` is the outbox's ``Sender``. Meta's throttling errors postpone the message
 without using up an attempt: the ``Retry-After`` header when there is one, otherwise ``RATE_LIMIT_WAITS``
@@ -73,8 +82,8 @@ from hearth.gateway.channels.common import (
 from hearth.gateway.formatting import render
 from hearth.types import Actor, Button, Event
 
-__all__ = ["CHANNEL", "DEFAULT_API_BASE", "WEBHOOK_PATH", "Batch", "GraphApi", "WhatsAppChannel", "WhatsAppConfig",
-           "WhatsAppRenderer", "delivery_error", "parse_webhook", "signature_ok"]
+__all__ = ["CHANNEL", "DEFAULT_API_BASE", "TYPING_REFRESH", "WEBHOOK_PATH", "Batch", "GraphApi", "WhatsAppChannel",
+           "WhatsAppConfig", "WhatsAppRenderer", "delivery_error", "parse_webhook", "signature_ok"]
 
 _log = logging.getLogger("hearth.channels.whatsapp")
 
@@ -93,6 +102,7 @@ BUTTON_BODY = 1024
 LIST_ROWS = 10
 ROW_TITLE = 24
 ROW_DESCRIPTION = 72
+TYPING_REFRESH = 20.0  # Meta shows the typing indicator for 25 s at most; sent again, it is shown again
 LIST_BUTTON = "Choose"
 CHOOSE_PROMPT = "Please choose:"
 UNSUPPORTED_NOTE = ("I can read text, photos, documents and voice messages here, but not this kind of message. "
@@ -273,11 +283,23 @@ class GraphApi:
 
     async def send(self, address: str, payload: Mapping[str, Any]) -> str | None:
         """Send one message object to ``address`` (a phone number); the ``wamid`` Meta gave it."""
+        raw = await self._post_message({"messaging_product": "whatsapp", "recipient_type": "individual",
+                                        "to": address, **payload})
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, LookupError, TypeError):
+            return str(orjson.loads(raw)["messages"][0]["id"])
+        return None
+
+    async def show_typing(self, message_id: str) -> None:
+        """Mark a received message read and show "typing…" to its sender. Raises ``DeliveryError``."""
+        await self._post_message({"messaging_product": "whatsapp", "status": "read", "message_id": message_id,
+                                  "typing_indicator": {"type": "text"}})
+
+    async def _post_message(self, body: Mapping[str, Any]) -> bytes:
+        """``POST /{phone-number-id}/messages``; the response body, or ``DeliveryError``."""
         config = self._config
         if not config.token or not config.phone_number_id:
             raise DeliveryError("WhatsApp is not configured (WHATSAPP_TOKEN and WHATSAPP_PHONE_NUMBER_ID)",
                                 permanent=True)
-        body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": address, **payload}
         url = f"{config.api_base.rstrip('/')}/{quote(config.phone_number_id, safe='')}/messages"
         try:
             async with self._client().post(url, data=orjson.dumps(body), headers={
@@ -287,9 +309,7 @@ class GraphApi:
                     raise delivery_error(response.status, raw, response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"WhatsApp could not be reached: {type(exc).__name__}") from exc
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError, LookupError, TypeError):
-            return str(orjson.loads(raw)["messages"][0]["id"])
-        return None
+        return raw
 
     async def download(self, media_id: str) -> bytes:
         """A media file a user sent: ``GET /{media-id}`` for its short-lived URL, then the file itself.
@@ -383,7 +403,7 @@ def _message(raw: Mapping[str, Any], names: Mapping[str, str],
 
     def inbound(text: Any, action: str | None = None, files: tuple[InboundFile, ...] = ()) -> Inbound:
         return Inbound(delivery_id=wamid, sender_id=sender, sender_name=name, address=sender,
-                       text=str(text or ""), action=action, files=files, native=raw)
+                       text=str(text or ""), action=action, files=files, native=raw, message_id=wamid)
 
     body = _dict(raw.get(kind))
     if kind == "text" and isinstance(body.get("body"), str):
@@ -473,7 +493,7 @@ class WhatsAppChannel:
         self._events = events
         self._platform = PlatformChannel(CHANNEL, inbox=inbox, identities=identities, receipts=receipts,
                                          outbox=outbox, files=files, renderer=self.renderer, rules=self._rules,
-                                         events=events)
+                                         events=events, typing=self.typing, typing_every=TYPING_REFRESH)
 
     def routes(self) -> list[Route]:
         return [Route(WEBHOOK_PATH, self.verify, methods=["GET"]),
@@ -551,6 +571,11 @@ class WhatsAppChannel:
                          _masked(status.get("recipient_id")), first["code"], first["title"])
         else:
             _log.debug("whatsapp: message %s is %s", wamid, state)
+
+    async def typing(self, address: str, message_id: str | None) -> None:
+        """The typing indicator for the message being answered (WhatsApp has none without one)."""
+        if message_id:
+            await self.sender.show_typing(message_id)
 
     async def deliver(self, message: Outbound) -> bool:
         """A message hearth sends on its own (a reminder), to the number its conversation lives at."""

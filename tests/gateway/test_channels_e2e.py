@@ -289,6 +289,9 @@ async def test_whatsapp_a_text_message_is_answered_through_the_graph_api(wired: 
 
 async def test_wrong_signatures_are_refused_and_nothing_is_stored_or_sent(wired: Wired, platforms: Platforms,
                                                                          sim: ModelSimulator) -> None:
+    refusals: list[tuple[str, str]] = []
+    wired.runtime.bus.subscribe(lambda e: refusals.append((e.properties["channel"], e.properties["reason"])),
+                                "channel.refused")
     update = tg_update(200, "hello from telegram")
     for secret in ("wrong", TG_SECRET + "x", "", None):
         answer = await wired.telegram(update, secret=secret)
@@ -306,6 +309,9 @@ async def test_wrong_signatures_are_refused_and_nothing_is_stored_or_sent(wired:
                                                                                                      "sha1=")}]
     for headers in forged:
         assert (await wired.whatsapp(payload, headers=headers)).status_code == 401
+
+    # each refusal is an audited event, whichever the channel
+    assert refusals == [("telegram", "signature")] * 4 + [("slack", "signature")] * 3 + [("whatsapp", "signature")] * 4
 
     # Every channel stores (receipt, user, message) before it answers 200: nothing of that may exist now.
     runtime = wired.runtime

@@ -139,6 +139,10 @@ class PlatformChannel:
         self._typing_every = typing_every
         self._tasks: set[asyncio.Task[None]] = set()
 
+
+    def refused(self, reason: str) -> None:
+        """Record a webhook refused before it was read (``signature``: a bad signature or secret). Audited."""
+        self._events.emit(Event("channel.refused", None, {"channel": self.name, "reason": reason}))
     async def receive(self, message: Inbound) -> bool:
         """Take one verified message; False when it was a redelivery (already taken). Raises ``HearthError``
         when it could not be stored: the platform should then get an error and deliver it again."""

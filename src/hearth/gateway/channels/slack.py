@@ -56,7 +56,7 @@ from starlette.routing import Route
 from hearth.errors import ConfigError, DeliveryError, HearthError, InvalidRequest
 from hearth.gateway.base import EventSink, Inbox, Outbound
 from hearth.gateway.formatting import split, to_slack
-from hearth.types import Button, Event
+from hearth.types import Button
 
 from .common import FileSink, Identities, Inbound, InboundFile, OutboxPort, PlatformChannel, Receipts, SenderRules
 
@@ -288,7 +288,7 @@ class SlackChannel:
         except (ValueError, UnicodeDecodeError):  # a timestamp that is not a number, a body that is not UTF-8
             valid = False
         if not valid:
-            self._events.emit(Event("channel.refused", None, {"channel": CHANNEL, "reason": "signature"}))
+            self._channel.refused("signature")
             return _problem(401, "the request is not signed by Slack")
         return raw
 

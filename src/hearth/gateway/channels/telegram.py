@@ -253,6 +253,7 @@ class TelegramChannel:
             return _error(404, "not_found", "Not Found")
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), secret.encode()):
+            self._platform.refused("signature")
             return _error(401, "unauthenticated", "the secret token is missing or wrong")
         body = await _read_limited(request, MAX_BODY)
         if body is None:

@@ -509,6 +509,7 @@ class WhatsAppChannel:
             return _plain(400, "expected hub.mode=subscribe, hub.verify_token and hub.challenge")
         if token is None or not hmac.compare_digest(token.encode(), self.config.verify_token.encode()):
             _log.warning("whatsapp: a webhook handshake with a wrong verify token was refused")
+            self._platform.refused("verify_token")
             return _plain(403, "wrong verify token")
         return _plain(200, challenge)
 
@@ -518,12 +519,14 @@ class WhatsAppChannel:
             return _plain(404, "Not Found")
         signature = request.headers.get("x-hub-signature-256")
         if not signature or not signature.startswith("sha256="):
+            self._platform.refused("signature")
             return _plain(401, "missing X-Hub-Signature-256")
         body = await _read_capped(request, MAX_WEBHOOK_BYTES)
         if body is None:
             return _plain(413, "payload too large")
         if not signature_ok(body, signature, self.config.app_secret):
             _log.warning("whatsapp: a webhook with a wrong signature was refused")
+            self._platform.refused("signature")
             return _plain(401, "wrong signature")
         try:
             payload = orjson.loads(body)

@@ -771,3 +771,14 @@ def test_split_keeps_neutralised_markers_literal_and_within_the_limit() -> None:
             assert all(shown.startswith("step") for _, shown in platform_styles(part, dialect)), part
         assert squeeze("".join(parts)) == squeeze(whole)
         assert "∗" in whole and ("ˍ" in whole) == (dialect == "whatsapp")
+
+
+@pytest.mark.parametrize(("markdown", "plain"), [
+    ("2*3*4", "2*3*4"),  # CommonMark reads emphasis inside a word; as plain text it is shown as typed
+    ("x**y**z", "x**y**z"),
+    ("a ~~b~~c", "a ~~b~~c"),
+    ("a **b** c", "a b c"),  # emphasis between words is still dropped
+    ("*x*", "x"),
+])
+def test_plain_text_keeps_markers_inside_words(markdown: str, plain: str) -> None:
+    assert to_plain(markdown) == plain

@@ -8,6 +8,7 @@ from ._tree import Walker
 
 class _Plain(Walker):
     bullet = "- "
+    keeps_glued_markup = True  # "2*3*4" stays "2*3*4", not "234"
 
     def escape_code(self, code: str) -> str:
         return code

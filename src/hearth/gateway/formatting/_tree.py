@@ -73,6 +73,8 @@ class Walker:
         self._in_link = False
         self._lists = 0  # list depth: a quote mark only counts at the start of a line, so lists hold a bar
 
+    keeps_glued_markup = False  # whether emphasis touching a word is written back as its Markdown markers
+
     def escape(self, text: str) -> str:
         return text
 
@@ -166,12 +168,16 @@ class Walker:
         return "".join(self._parts)
 
     def _walk(self, nodes: Sequence[SyntaxTreeNode]) -> None:
-        for node in nodes:
+        for index, node in enumerate(nodes):
             kind = node.type
             if kind in ("text", "html_inline"):
                 self._text(node.content)
             elif kind in ("softbreak", "hardbreak"):
                 self._break()
+            elif kind in _STYLES and self.keeps_glued_markup and _glued(nodes, index):
+                self._text(node.markup)  # "2*3*4": CommonMark's emphasis inside a word, shown as typed
+                self._walk(node.children)
+                self._text(node.markup)
             elif kind in _STYLES:
                 self._wanted.append(_STYLES[kind])
                 self._walk(node.children)
@@ -240,3 +246,10 @@ class Walker:
     def linkable(self, url: str) -> bool:
         match = _SCHEME.match(url)
         return match is not None and match.group(1).lower() in self.link_schemes
+
+
+def _glued(nodes: Sequence[SyntaxTreeNode], index: int) -> bool:
+    """Whether the styled node at ``index`` touches a letter or digit of its neighbours ("2*3*4")."""
+    before = nodes[index - 1].content if index > 0 and nodes[index - 1].type == "text" else ""
+    after = nodes[index + 1].content if index + 1 < len(nodes) and nodes[index + 1].type == "text" else ""
+    return bool(before[-1:].isalnum() or after[:1].isalnum())

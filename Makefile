@@ -30,6 +30,7 @@ lint: python-deps
 
 bench: setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/matcher.py
 
 setup: system-deps python-deps
 

@@ -58,6 +58,9 @@ def tool_name(skill: str, intent: str) -> str:
 
 
 MAX_TOKENS = 60
+# a date, a length of time or a number is said in a few words ("next monday at half past 9" is six): a
+# typed slot never takes more, which keeps a long message's search to a few milliseconds per template
+MAX_TYPED_WORDS = 8
 # a Text slot of several words that starts or ends with one of these has most likely taken a word that
 # belongs to the template or to the next slot ("milk to", "in half"): such a reading loses to a tidier one
 # and is less sure
@@ -149,13 +152,14 @@ class _Search:
     """Finds the best way a template explains a sentence: fixed words in order (filler words optional),
     each slot a span of words that its type parses, or, for a required slot, nothing (hearth asks)."""
 
-    def __init__(self, template: _Template, text: str, tokens: Sequence[_Token], tz: tzinfo, now: datetime) -> None:
+    def __init__(self, template: _Template, text: str, tokens: Sequence[_Token], tz: tzinfo, now: datetime,
+                 parsed: dict[tuple[int, str], bool]) -> None:
         self.template = template
         self.text = text
         self.tokens = tokens
         self.tz = tz
         self.now = now
-        self.parsed: dict[tuple[str, int, int], bool] = {}
+        self.parsed = parsed  # shared by the templates of one message: most slots are alike ("start")
         self.memo: dict[tuple[int, int], _Found | None] = {}
 
     def run(self) -> _Found | None:
@@ -189,7 +193,8 @@ class _Search:
                 options.append((rest[0], rest[1] + _Score(exact=-1)))
             return max(options, key=lambda option: option[1], default=None)
         typed = self.template.intent.slots[value].kind != "text"
-        for end in range(len(self.tokens), index, -1):
+        longest = min(len(self.tokens), index + MAX_TYPED_WORDS) if typed else len(self.tokens)
+        for end in range(longest, index, -1):
             if not self._parses(value, index, end) or (rest := self._at(element + 1, end)) is None:
                 continue
             words = self.tokens[index:end]
@@ -206,10 +211,11 @@ class _Search:
         return self.text[self.tokens[start].start:self.tokens[end - 1].end]
 
     def _parses(self, slot_name: str, start: int, end: int) -> bool:
-        key = (slot_name, start, end)
+        slot = self.template.intent.slots[slot_name]
+        key = (id(slot), self._span(start, end))  # by identity: a Choice may hold a list
         if key not in self.parsed:
             try:
-                self.template.intent.slots[slot_name].parse(self._span(start, end), tz=self.tz, now=self.now)
+                slot.parse(key[1], tz=self.tz, now=self.now)
                 self.parsed[key] = True
             except SlotError:
                 self.parsed[key] = False
@@ -275,12 +281,13 @@ class Matcher:
         tokens = [_Token(m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(text)][:MAX_TOKENS]
         meaningful = max(1, sum(1 for t in tokens if t.word not in _FILLER))
         present = {t.word for t in tokens}
+        parsed: dict[tuple[int, str], bool] = {}
         best: Candidate | None = None
         best_rank: tuple[float, int, int, int, int, int] | None = None
         for template in templates:
             if not template.keywords <= present:
                 continue  # cheap: most messages name none of a template's words
-            reading = _Search(template, text, tokens, tz, now).run()
+            reading = _Search(template, text, tokens, tz, now, parsed).run()
             if reading is None:
                 continue
             slots, score = reading

@@ -150,6 +150,9 @@ def test_users_pair_links_a_platform_account_and_dead_letters_are_retried(env: d
     paired = hearth("users", "pair", code.lower(), "--user", "carol", env=env)
     assert paired.returncode == 0, paired.stderr
     assert "paired telegram account Ann with user carol" in paired.stdout
+    # the CLI's admin actions are in the same audit trail as the management API's
+    trail = (Path(env["HEARTH_DATA_DIR"]) / "audit.log").read_text(encoding="utf-8")
+    assert '"event": "identity.paired"' in trail and '"user": "carol"' in trail
     assert hearth("users", "pair", code, env=env).returncode == 1  # used
 
     dead = hearth("channels", "outbox", "--dead", env=env)

@@ -3,14 +3,19 @@ not written at level info, hearth's own lines are, and a secret in a line is mas
 
 from __future__ import annotations
 
+import json
 import logging
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import structlog
 
 from hearth.ops import logging as hearth_logging
+from hearth.ops.audit import AuditLog
+from hearth.types import Actor, Event
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"
 
@@ -25,6 +30,12 @@ def configured() -> Iterator[None]:
     root.handlers[:], root.level = handlers, level
     for name, was in quiet.items():
         logging.getLogger(name).setLevel(was)
+    audit = logging.getLogger(hearth_logging.AUDIT_LOGGER)
+    for handler in audit.handlers:
+        handler.close()
+    audit.handlers.clear()
+    audit.setLevel(logging.NOTSET)
+    audit.propagate = True
     structlog.reset_defaults()
 
 
@@ -56,3 +67,25 @@ def test_scrub_masks_keys_bearer_tokens_and_bot_tokens() -> None:
                                          "https://api.telegram.org/bot[redacted]/getMe")
     assert hearth_logging.scrub("2026-04-03T12:00:00+00:00 message 1234567 of 12345678") == (
         "2026-04-03T12:00:00+00:00 message 1234567 of 12345678")
+
+
+def test_the_audit_trail_is_a_file_whatever_the_console_shows(configured: None, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    trail = tmp_path / "data" / "audit.log"
+    admin = Actor(7, "ann", frozenset({"admin"}), channel="cli")
+    hearth_logging.configure("warning", "console", trail)  # as a CLI command sets it up
+    AuditLog().on_event(Event("identity.paired", admin, {"channel": "telegram", "user": "carol",
+                                                         "token": "s3cret-value"}))
+    AuditLog().on_event(Event("turn.completed", admin, {}))  # not audit material
+    assert capsys.readouterr().err == ""  # the console of a CLI command stays quiet
+    [line] = trail.read_text(encoding="utf-8").splitlines()
+    entry = json.loads(line)
+    assert (entry["event"], entry["actor"], entry["user"], entry["token"]) == ("identity.paired", "ann", "carol",
+                                                                             "[redacted]")
+    assert stat.S_IMODE(trail.stat().st_mode) == 0o600
+
+    hearth_logging.configure("info", "json", trail)  # as hearth serve sets it up: the console shows it too
+    AuditLog().on_event(Event("admin.user_created", admin, {"user": "dave", "role": "user"}))
+    assert '"admin.user_created"' in capsys.readouterr().err
+    assert [json.loads(x)["event"] for x in trail.read_text(encoding="utf-8").splitlines()] == [
+        "identity.paired", "admin.user_created"]

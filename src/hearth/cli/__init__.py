@@ -75,7 +75,7 @@ def _fail(exc: HearthError) -> typer.Exit:
 def serve() -> None:
     """Start hearth: the API, /ws and the management port, until SIGINT or SIGTERM."""
     settings = _settings()
-    hearth_logging.configure(settings.hearth_log_level, settings.hearth_log_format)
+    hearth_logging.configure_in(settings.hearth_data_dir, settings.hearth_log_level, settings.hearth_log_format)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -119,7 +119,7 @@ def chat(
         code = _run(lambda: chat_remote(url, token, conversation, console))
     else:
         settings = _settings()
-        hearth_logging.configure("warning", settings.hearth_log_format)
+        hearth_logging.configure_in(settings.hearth_data_dir, "warning", settings.hearth_log_format)
         try:
             code = _run(lambda: _with_runtime(settings, lambda rt: chat_in_process(rt, user, conversation,
                                                                                      console)))
@@ -135,7 +135,7 @@ def users_add(
 ) -> None:
     """Create a user and print their API key (shown this once)."""
     settings = _settings()
-    hearth_logging.configure("warning", settings.hearth_log_format)
+    hearth_logging.configure_in(settings.hearth_data_dir, "warning", settings.hearth_log_format)
 
     async def work(runtime: Runtime) -> Any:
         return await runtime.auth.create_user(name, role, label="created with hearth users add")
@@ -153,7 +153,7 @@ def users_add(
 def users_list() -> None:
     """List users."""
     settings = _settings()
-    hearth_logging.configure("warning", settings.hearth_log_format)
+    hearth_logging.configure_in(settings.hearth_data_dir, "warning", settings.hearth_log_format)
 
     async def work(runtime: Runtime) -> Any:
         return await runtime.users.list_users()
@@ -177,7 +177,7 @@ def users_pair(
 ) -> None:
     """Approve a pairing code that hearth sent to someone on Telegram, Slack or WhatsApp."""
     settings = _settings()
-    hearth_logging.configure("warning", settings.hearth_log_format)
+    hearth_logging.configure_in(settings.hearth_data_dir, "warning", settings.hearth_log_format)
 
     async def work(runtime: Runtime) -> Any:
         wanted = code.strip().upper().replace("-", "").replace(" ", "")
@@ -217,7 +217,7 @@ def channels_outbox(
 ) -> None:
     """List messages in the outbox, newest first."""
     settings = _settings()
-    hearth_logging.configure("warning", settings.hearth_log_format)
+    hearth_logging.configure_in(settings.hearth_data_dir, "warning", settings.hearth_log_format)
 
     async def work(runtime: Runtime) -> Any:
         return await runtime.channel_store.list(status="dead" if dead else None, channel=channel, limit=limit)
@@ -238,7 +238,7 @@ def channels_outbox(
 def channels_retry(ids: list[int]) -> None:
     """Send dead messages again (a running server picks them up within seconds)."""
     settings = _settings()
-    hearth_logging.configure("warning", settings.hearth_log_format)
+    hearth_logging.configure_in(settings.hearth_data_dir, "warning", settings.hearth_log_format)
 
     async def work(runtime: Runtime) -> Any:
         return [await runtime.outbox.retry(item_id) for item_id in ids]
@@ -259,7 +259,7 @@ channels_app.add_typer(telegram_app, name="telegram")
 def telegram_set_webhook(url: str) -> None:
     """Tell Telegram to send updates to URL (https://your.host/channels/telegram/webhook), with the secret."""
     settings = _settings()
-    hearth_logging.configure("warning", settings.hearth_log_format)
+    hearth_logging.configure_in(settings.hearth_data_dir, "warning", settings.hearth_log_format)
 
     async def work(runtime: Runtime) -> Any:
         if runtime.telegram is None:
@@ -290,7 +290,7 @@ def doctor() -> None:
 def db_upgrade() -> None:
     """Apply database migrations (also done at start-up; safe while other processes run it)."""
     settings = _settings()
-    hearth_logging.configure("warning", settings.hearth_log_format)
+    hearth_logging.configure_in(settings.hearth_data_dir, "warning", settings.hearth_log_format)
 
     async def work() -> str | None:
         db = Database(settings.database_url)

@@ -58,7 +58,7 @@ def _settings() -> Settings:
     except ConfigError as exc:
         err.print(f"[bold red]hearth: configuration error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    hearth_logging.configure("error", settings.hearth_log_format)
+    hearth_logging.configure_in(settings.hearth_data_dir, "error", settings.hearth_log_format)
     return settings
 
 

@@ -11,9 +11,12 @@ does not reach the log. HTTP client libraries log each request's URL at INFO, an
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 import re
 import sys
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -24,6 +27,8 @@ _KEY_PATTERN = re.compile(r"hth_[A-Za-z0-9]{12}_[A-Za-z0-9]{32}")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
 _TELEGRAM_TOKEN = re.compile(r"(?<![0-9])[0-9]{5,}:[A-Za-z0-9_-]{30,}")  # a bot token: <bot id>:<35 characters>
 MASK = "[redacted]"
+AUDIT_LOGGER = "hearth.audit"
+AUDIT_FILE = "audit.log"  # in the data directory
 QUIET_LOGGERS = ("hypercorn.access", "asyncio", "alembic", "httpx", "httpcore")
 
 
@@ -41,8 +46,14 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
-def configure(level: str = "info", fmt: str = "console") -> None:
-    """Route stdlib and structlog records through one renderer; safe to call more than once."""
+def configure(level: str = "info", fmt: str = "console", audit_file: Path | None = None) -> None:
+    """Route stdlib and structlog records through one renderer; safe to call more than once.
+
+    With ``audit_file``, the ``hearth.audit`` records are also appended to that file as JSON lines (made
+    owner-only), whatever ``level`` is: the server and every CLI command write the same trail, so an
+    admin action taken with ``hearth users pair`` is recorded like one taken over the management API. The
+    file is opened per write position (``WatchedFileHandler``), so logrotate may move it.
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -73,3 +84,29 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     # URL at INFO, and a Telegram Bot API URL holds the bot token (scrub masks it too, should one get through)
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    audit = logging.getLogger(AUDIT_LOGGER)
+    for old in audit.handlers:
+        old.close()
+    audit.handlers.clear()
+    audit.setLevel(logging.NOTSET)
+    audit.propagate = True
+    if audit_file is not None:
+        audit.addHandler(_audit_handler(audit_file, shared))
+        audit.setLevel(logging.INFO)
+        # on the console only when the console shows INFO (the server); a CLI command's stays quiet
+        audit.propagate = root.level <= logging.INFO
+
+
+def _audit_handler(path: Path, shared: list[Any]) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # owner-only from the start
+    handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                                              structlog.processors.JSONRenderer()]))
+    return handler
+
+
+def configure_in(data_dir: Path, level: str = "info", fmt: str = "console") -> None:
+    """``configure`` for a process working on ``data_dir``: its audit trail is ``data_dir/audit.log``."""
+    configure(level, fmt, data_dir / AUDIT_FILE)

@@ -14,7 +14,7 @@ from hearth.core.bus import EventBus
 from hearth.core.identity import ChannelIdentities, Refusal
 from hearth.core.outbox import Outbox
 from hearth.errors import DeliveryError
-from hearth.gateway.channels.common import Inbound, PlatformChannel, SenderRules
+from hearth.gateway.channels.common import ChannelServices, Inbound, PlatformChannel, SenderRules
 from hearth.runtime import Runtime
 from hearth.store import Database, PlainTextCodec, UserRepository, upgrade
 from hearth.store.channels import ChannelRepository
@@ -158,10 +158,9 @@ async def test_a_platform_message_is_answered_once_through_the_outbox(runtime: R
     async def typing_in(address: str, message_id: str | None) -> None:
         typing.append(address)
 
-    channel = PlatformChannel("telegram", inbox=runtime.inbox,
-                              identities=ChannelIdentities(runtime.users, store, runtime.bus),
-                              receipts=store, outbox=outbox, files=runtime.files, renderer=Plain(),
-                              rules=SenderRules("pairing"), events=runtime.bus, typing=typing_in)
+    services = ChannelServices(runtime.inbox, ChannelIdentities(runtime.users, store, runtime.bus), store, outbox,
+                               runtime.files, runtime.bus)
+    channel = PlatformChannel("telegram", services, renderer=Plain(), rules=SenderRules("pairing"), typing=typing_in)
     await runtime.users.link_identity(admin.user_id, "telegram", "555", "Admin")
     sim.script(Turn(text="Hello from the model", ttft=0.1))
     message = Inbound(delivery_id="update-1", sender_id="555", sender_name="Admin", address="555", text="hi")

@@ -21,7 +21,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from hearth.core.outbox import Outbox
 from hearth.errors import ConfigError, DeliveryError
-from hearth.gateway.channels.common import SenderRules
+from hearth.gateway.channels.common import ChannelServices, SenderRules
 from hearth.gateway.channels.slack import SECTION_LIMIT, SlackChannel, SlackConfig, SlackRenderer, plain_text
 from hearth.runtime import Runtime
 from hearth.store.calendar import CalendarRepository
@@ -129,8 +129,9 @@ async def rigged(runtime: Runtime, slack: FakeSlack, **config: Any) -> AsyncIter
     settings = {"bot_token": slack.token, "signing_secret": SECRET, "api_base": slack.api_url,
                 "rules": SenderRules("pairing"), "timeout": 5.0, **config}
     outbox = Outbox(runtime.channel_store, runtime.bus, policy=QUICK)
-    channel = SlackChannel(SlackConfig(**settings), inbox=runtime.inbox, identities=runtime.identities,
-                           receipts=runtime.channel_store, outbox=outbox, files=runtime.files, events=runtime.bus)
+    channel = SlackChannel(SlackConfig(**settings), ChannelServices(runtime.inbox, runtime.identities,
+                                                                    runtime.channel_store, outbox, runtime.files,
+                                                                    runtime.bus))
     outbox.add_sender("slack", channel)
     await channel.start()
     sending = asyncio.create_task(outbox.run())
@@ -416,9 +417,8 @@ async def test_the_outbox_honours_retry_after_and_buries_dead_ends(rig: Rig) -> 
     assert [(d.id, d.attempts) for d in dead] == [(gone, 1)] and "channel_not_found" in (dead[0].last_error or "")
 
     network_down = SlackChannel(SlackConfig(bot_token="xoxb-1", signing_secret=SECRET, api_base=_closed_port_url()),
-                                inbox=rig.runtime.inbox, identities=rig.runtime.identities,
-                                receipts=rig.runtime.channel_store, outbox=rig.outbox, files=None,
-                                events=rig.runtime.bus)
+                                ChannelServices(rig.runtime.inbox, rig.runtime.identities, rig.runtime.channel_store,
+                                                rig.outbox, None, rig.runtime.bus))
     with pytest.raises(DeliveryError) as unreachable:
         await network_down.send(CHANNEL, {"text": "x"})
     assert not unreachable.value.permanent
@@ -433,9 +433,9 @@ def _closed_port_url() -> str:
 
 async def test_start_checks_the_token(runtime: Runtime, slack: FakeSlack) -> None:
     def channel(**config: Any) -> SlackChannel:
-        return SlackChannel(SlackConfig(signing_secret=SECRET, **config), inbox=runtime.inbox,
-                            identities=runtime.identities, receipts=runtime.channel_store, outbox=runtime.outbox,
-                            files=None, events=runtime.bus)
+        return SlackChannel(SlackConfig(signing_secret=SECRET, **config),
+                            ChannelServices(runtime.inbox, runtime.identities, runtime.channel_store,
+                                            runtime.outbox, None, runtime.bus))
 
     with pytest.raises(ConfigError) as refused:
         await channel(bot_token="xoxb-wrong", api_base=slack.api_url).start()

@@ -24,7 +24,7 @@ from telegram import Update
 
 from hearth.core.dialog import confirm_buttons
 from hearth.gateway.base import Outbound
-from hearth.gateway.channels.common import SenderRules
+from hearth.gateway.channels.common import ChannelServices, SenderRules
 from hearth.gateway.channels.telegram import TelegramChannel, TelegramConfig, TelegramRenderer
 from hearth.runtime import Runtime
 from hearth.testing.fake_telegram import DEFAULT_TOKEN, Failure, FakeTelegram, markdown_v2_text
@@ -75,9 +75,8 @@ def build(runtime: Runtime, fake: FakeTelegram, *, secret: str | None = SECRET, 
           poll_timeout: int = 50) -> TelegramChannel:
     """The channel as the composition root assembles it (cf. tests/core/test_outbox.py)."""
     config = TelegramConfig(DEFAULT_TOKEN, secret, fake.api_base, SenderRules(policy), poll_timeout)
-    channel = TelegramChannel(config, inbox=runtime.inbox, identities=runtime.identities,
-                              receipts=runtime.channel_store, outbox=runtime.outbox, files=runtime.files,
-                              events=runtime.bus)
+    channel = TelegramChannel(config, ChannelServices(runtime.inbox, runtime.identities, runtime.channel_store,
+                                                      runtime.outbox, runtime.files, runtime.bus))
     runtime.outbox.add_sender("telegram", channel)
     return channel
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from hearth.errors import DeliveryError
 from hearth.gateway.base import Outbound
-from hearth.gateway.channels.common import Inbound, SenderRules
+from hearth.gateway.channels.common import ChannelServices, Inbound, SenderRules
 from hearth.gateway.channels.whatsapp import (
     CHANNEL,
     UNSUPPORTED_NOTE,
@@ -159,9 +159,9 @@ def config_for(meta: FakeWhatsApp, **overrides: Any) -> WhatsAppConfig:
 
 
 def channel_for(runtime: Runtime, config: WhatsAppConfig, policy: str = "pairing") -> WhatsAppChannel:
-    channel = WhatsAppChannel(config, inbox=runtime.inbox, identities=runtime.identities,
-                              receipts=runtime.channel_store, outbox=runtime.outbox, files=runtime.files,
-                              events=runtime.bus, rules=SenderRules(policy))
+    services = ChannelServices(runtime.inbox, runtime.identities, runtime.channel_store, runtime.outbox,
+                               runtime.files, runtime.bus)
+    channel = WhatsAppChannel(config, services, rules=SenderRules(policy))
     runtime.outbox.add_sender(CHANNEL, channel.sender)
     return channel
 

@@ -36,7 +36,7 @@ from hearth.core.permissions import Policy
 from hearth.core.router import ModelRouter
 from hearth.errors import ConfigError, HearthError
 from hearth.gateway.calendar_api import CalendarApi
-from hearth.gateway.channels.common import SenderRules
+from hearth.gateway.channels.common import ChannelServices, SenderRules
 from hearth.gateway.channels.slack import SlackChannel, SlackConfig
 from hearth.gateway.channels.telegram import TelegramChannel, TelegramConfig
 from hearth.gateway.channels.whatsapp import WhatsAppChannel, WhatsAppConfig
@@ -181,19 +181,19 @@ class Runtime:
                                      files=files)
         messenger.add_deliverer("websocket", websocket)
         openai = OpenAIChannel(inbox, auth)
-        common: dict[str, Any] = {"inbox": inbox, "identities": identities, "receipts": channel_store,
-                                  "outbox": outbox, "files": files, "events": bus}
+        common = ChannelServices(inbox=inbox, identities=identities, receipts=channel_store, outbox=outbox,
+                                 files=files, events=bus)
         slack = SlackChannel(SlackConfig(
             bot_token=_secret(settings.slack_bot_token), signing_secret=_secret(settings.slack_signing_secret),
             api_base=settings.slack_api_base + "/",
-            rules=SenderRules(settings.slack_sender_policy, frozenset(settings.slack_allowlist))), **common)
+            rules=SenderRules(settings.slack_sender_policy, frozenset(settings.slack_allowlist))), common)
         whatsapp = WhatsAppChannel(WhatsAppConfig(
             token=_secret(settings.whatsapp_token), app_secret=_secret(settings.whatsapp_app_secret),
             verify_token=_secret(settings.whatsapp_verify_token),
             phone_number_id=settings.whatsapp_phone_number_id or "", api_base=settings.whatsapp_api_base,
             max_media_bytes=settings.hearth_max_file_mb * MB),
-            rules=SenderRules(settings.whatsapp_sender_policy, frozenset(settings.whatsapp_allowlist)), **common)
-        telegram = TelegramChannel(telegram_config, **common) if telegram_config is not None else None
+            rules=SenderRules(settings.whatsapp_sender_policy, frozenset(settings.whatsapp_allowlist)), services=common)
+        telegram = TelegramChannel(telegram_config, common) if telegram_config is not None else None
         if telegram is not None:
             outbox.add_sender("telegram", telegram)
             messenger.add_deliverer("telegram", telegram)

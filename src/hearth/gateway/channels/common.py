@@ -120,25 +120,37 @@ class SenderRules:
     allowlist: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True)
+class ChannelServices:
+    """What every chat-platform channel uses of hearth, wired once by the composition root: the inbox that
+    takes messages, the identities that map senders to users, the delivery receipts, the outbox, the
+    files intake (None: attachments are listed but not kept) and the event bus."""
+
+    inbox: Inbox
+    identities: Identities
+    receipts: Receipts
+    outbox: OutboxPort
+    files: FileSink | None
+    events: EventSink
+
+
 class PlatformChannel:
     """The common half of a chat-platform channel (see the module docstring)."""
 
-    def __init__(self, name: str, *, inbox: Inbox, identities: Identities, receipts: Receipts, outbox: OutboxPort,
-                 files: FileSink | None, renderer: Renderer, rules: SenderRules, events: EventSink,
+    def __init__(self, name: str, services: ChannelServices, *, renderer: Renderer, rules: SenderRules,
                  typing: Typing | None = None, typing_every: float = TYPING_EVERY) -> None:
         self.name = name
-        self._inbox = inbox
-        self._identities = identities
-        self._receipts = receipts
-        self._outbox = outbox
-        self._files = files
+        self._inbox = services.inbox
+        self._identities = services.identities
+        self._receipts = services.receipts
+        self._outbox = services.outbox
+        self._files = services.files
+        self._events = services.events
         self._renderer = renderer
         self._rules = rules
-        self._events = events
         self._typing = typing
         self._typing_every = typing_every
         self._tasks: set[asyncio.Task[None]] = set()
-
 
     def refused(self, reason: str) -> None:
         """Record a webhook refused before it was read (``signature``: a bad signature or secret). Audited."""

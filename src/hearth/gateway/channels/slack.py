@@ -54,11 +54,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hearth.errors import ConfigError, DeliveryError, HearthError, InvalidRequest
-from hearth.gateway.base import EventSink, Inbox, Outbound
+from hearth.gateway.base import Outbound
 from hearth.gateway.formatting import split, to_slack
 from hearth.types import Button
 
-from .common import FileSink, Identities, Inbound, InboundFile, OutboxPort, PlatformChannel, Receipts, SenderRules
+from .common import ChannelServices, Inbound, InboundFile, PlatformChannel, SenderRules
 
 __all__ = [
     "CHANNEL", "EVENTS_PATH", "INTERACTIVE_PATH", "PERMANENT_ERRORS", "SECTION_LIMIT", "SlackChannel", "SlackConfig",
@@ -152,17 +152,15 @@ def _button(index: int, button: Button) -> dict[str, Any]:
 class SlackChannel:
     """The Slack adapter: webhook routes, the outbox's sender (``send``) and the messenger's ``deliver``."""
 
-    def __init__(self, config: SlackConfig, *, inbox: Inbox, identities: Identities, receipts: Receipts,
-                 outbox: OutboxPort, files: FileSink | None, events: EventSink) -> None:
+    def __init__(self, config: SlackConfig, services: ChannelServices) -> None:
         self._config = config
-        self._events = events
-        self._files = files
+        self._events = services.events
+        self._files = services.files
         self._verifier = SignatureVerifier(config.signing_secret) if config.enabled else None
         self._client = AsyncWebClient(token=config.bot_token or None, base_url=config.api_base,
                                       timeout=max(1, round(config.timeout)), retry_handlers=[])
         self._token_origins = {_FILES_ORIGIN, _origin(config.api_base)}
-        self._channel = PlatformChannel(CHANNEL, inbox=inbox, identities=identities, receipts=receipts, outbox=outbox,
-                                        files=files, renderer=SlackRenderer(), rules=config.rules, events=events)
+        self._channel = PlatformChannel(CHANNEL, services, renderer=SlackRenderer(), rules=config.rules)
         self._tasks: set[asyncio.Task[None]] = set()
         self.bot_user: str | None = None
 

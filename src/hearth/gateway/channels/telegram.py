@@ -57,15 +57,12 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Te
 from telegram.request import HTTPXRequest
 
 from hearth.errors import ConfigError, DeliveryError, HearthError, InvalidRequest, NotReady
-from hearth.gateway.base import EventSink, Inbox, Outbound
+from hearth.gateway.base import Outbound
 from hearth.gateway.channels.common import (
-    FileSink,
-    Identities,
+    ChannelServices,
     Inbound,
     InboundFile,
-    OutboxPort,
     PlatformChannel,
-    Receipts,
     SenderRules,
 )
 from hearth.gateway.formatting import TELEGRAM_LIMIT, split, to_telegram
@@ -179,17 +176,15 @@ class TelegramChannel:
 
     name = CHANNEL
 
-    def __init__(self, config: TelegramConfig, *, inbox: Inbox, identities: Identities, receipts: Receipts,
-                 outbox: OutboxPort, files: FileSink | None, events: EventSink) -> None:
+    def __init__(self, config: TelegramConfig, services: ChannelServices) -> None:
         self._config = config
         base = config.api_base.rstrip("/")
         # two connection pools, as PTB wants: a long poll must not hold up sending
         self._requests = (_BotApiRequest(), _BotApiRequest())
         self._bot = Bot(config.token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot",
                         request=self._requests[0], get_updates_request=self._requests[1])
-        self._platform = PlatformChannel(CHANNEL, inbox=inbox, identities=identities, receipts=receipts,
-                                         outbox=outbox, files=files, renderer=TelegramRenderer(),
-                                         rules=config.rules, events=events, typing=self.typing)
+        self._platform = PlatformChannel(CHANNEL, services, renderer=TelegramRenderer(), rules=config.rules,
+                                         typing=self.typing)
         self._me: _Me | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._redact_logs = _RedactToken(config.token)

@@ -68,15 +68,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from hearth.errors import DeliveryError, HearthError, InvalidRequest
-from hearth.gateway.base import EventSink, Inbox, Outbound
+from hearth.gateway.base import Outbound
 from hearth.gateway.channels.common import (
-    FileSink,
-    Identities,
+    ChannelServices,
     Inbound,
     InboundFile,
-    OutboxPort,
     PlatformChannel,
-    Receipts,
     SenderRules,
 )
 from hearth.gateway.formatting import render
@@ -481,19 +478,17 @@ class WhatsAppChannel:
 
     name = CHANNEL
 
-    def __init__(self, config: WhatsAppConfig, *, inbox: Inbox, identities: Identities, receipts: Receipts,
-                 outbox: OutboxPort, files: FileSink | None, events: EventSink, rules: SenderRules) -> None:
+    def __init__(self, config: WhatsAppConfig, services: ChannelServices, *, rules: SenderRules) -> None:
         self.config = config
         self.sender = GraphApi(config)
         self.renderer = WhatsAppRenderer()
         self._rules = SenderRules(rules.policy, frozenset(re.sub(r"\D", "", n) for n in rules.allowlist))
-        self._identities = identities
-        self._receipts = receipts
-        self._outbox = outbox
-        self._events = events
-        self._platform = PlatformChannel(CHANNEL, inbox=inbox, identities=identities, receipts=receipts,
-                                         outbox=outbox, files=files, renderer=self.renderer, rules=self._rules,
-                                         events=events, typing=self.typing, typing_every=TYPING_REFRESH)
+        self._identities = services.identities
+        self._receipts = services.receipts
+        self._outbox = services.outbox
+        self._events = services.events
+        self._platform = PlatformChannel(CHANNEL, services, renderer=self.renderer, rules=self._rules,
+                                         typing=self.typing, typing_every=TYPING_REFRESH)
 
     def routes(self) -> list[Route]:
         return [Route(WEBHOOK_PATH, self.verify, methods=["GET"]),

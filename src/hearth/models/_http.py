@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,7 +28,7 @@ import orjson
 from hearth.errors import ContextTooLong, ModelError, ModelUnavailable, RateLimited
 from hearth.models.base import ProbeResult
 from hearth.settings import EndpointSettings
-from hearth.types import ToolCall, ToolSpec
+from hearth.types import ChatChunk, ToolCall, ToolSpec
 
 # Phrases model servers use when a prompt does not fit (OpenAI, vLLM, llama.cpp, LM Studio, TGI).
 _CONTEXT_MARKERS = (
@@ -140,6 +140,45 @@ async def finish_body(resp: aiohttp.ClientResponse) -> None:
 
 
 # --- failures ----------------------------------------------------------------------------------------
+
+
+class LineDecoder(Protocol):
+    """A provider's stream decoder: the chunks of one line of the body; ``done`` once the last arrived."""
+
+    done: bool
+
+    def feed(self, line: bytes) -> list[ChatChunk]: ...
+
+
+async def decode_lines(resp: aiohttp.ClientResponse, decoder: LineDecoder, endpoint: EndpointSettings, *,
+                       unfinished: str) -> AsyncIterator[ChatChunk]:
+    """The chunks of a line-delimited stream (NDJSON or SSE), until the decoder is done.
+
+    A body that ends before the decoder is done is ``ModelUnavailable`` ("stream ended early
+    (``unfinished``)"); a broken connection is the transport error of ``endpoint``.
+    """
+    pending = b""
+    try:
+        # iter_any hands over whatever the socket delivered: one await per read, not per line.
+        async for data in resp.content.iter_any():
+            if pending:
+                data = pending + data
+            lines = data.split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                chunks = decoder.feed(line)
+                if decoder.done:
+                    await finish_body(resp)
+                for chunk in chunks:
+                    yield chunk
+                if decoder.done:
+                    return
+    except (aiohttp.ClientError, OSError) as exc:
+        raise transport_error(endpoint, exc) from exc
+    for chunk in decoder.feed(pending):
+        yield chunk
+    if not decoder.done:
+        raise ModelUnavailable(f"{endpoint.name}: stream ended early ({unfinished})")
 
 
 def describe_transport_error(exc: BaseException) -> str:

@@ -15,11 +15,10 @@ from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from hearth.errors import ModelError, ModelUnavailable
-from hearth.models._http import HTTPClient, dumps, finish_body, make_call, tools_payload, transport_error
+from hearth.models._http import HTTPClient, decode_lines, dumps, make_call, tools_payload
 from hearth.models.base import ProbeResult
 from hearth.settings import EndpointSettings
 from hearth.types import (
@@ -74,28 +73,8 @@ class OpenAIProvider:
         model = request.model or self.endpoint.model
         decoder = _Decoder(self.endpoint.name)
         async with self._http.post(self._chat_url, dumps(self.payload(request)), model=model) as resp:
-            pending = b""
-            try:
-                # iter_any hands over whatever the socket delivered: one await per read, not per line.
-                async for data in resp.content.iter_any():
-                    if pending:
-                        data = pending + data
-                    lines = data.split(b"\n")
-                    pending = lines.pop()
-                    for line in lines:
-                        chunks = decoder.feed(line)
-                        if decoder.done:
-                            await finish_body(resp)
-                        for chunk in chunks:
-                            yield chunk
-                        if decoder.done:
-                            return
-            except (aiohttp.ClientError, OSError) as exc:
-                raise transport_error(self.endpoint, exc) from exc
-            for chunk in decoder.feed(pending):
+            async for chunk in decode_lines(resp, decoder, self.endpoint, unfinished="no [DONE]"):
                 yield chunk
-            if not decoder.done:
-                raise ModelUnavailable(f"{self.endpoint.name}: stream ended early (no [DONE])")
 
     async def probe(self) -> ProbeResult:
         result = await self._http.probe(self._models_url, _model_ids)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from hearth.core.bus import EventBus
 from hearth.core.identity import ChannelIdentities, Refusal
@@ -39,14 +37,6 @@ class Platform:
 class Plain:
     def render(self, text: str, buttons: Sequence[Button]) -> list[dict[str, Any]]:
         return [{"text": text, "buttons": [b.label for b in buttons]}]
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'hearth.db'}")
-    await upgrade(database)
-    yield database
-    await database.aclose()
 
 
 FAST = RetryPolicy(attempts=3, base=0.0, cap=0.0, jitter=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from hearth.store.skills import SkillRepository
 from hearth.types import Actor, SkillCall, SkillResult
 from tests.support.radicale import Radicale
 from tests.support.radicale import radicale as radicale  # the fixture, requested by name below
+from tests.support.seed import SEED_TEMPLATE
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # a fixed Monday morning in Shanghai for the direct handler calls: 09:00 CST = 01:00 UTC
@@ -39,14 +40,6 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite:///{tmp_path}/hearth.db")
-    await upgrade(database)
-    yield database
-    await database.aclose()
 
 
 @pytest.fixture
@@ -431,18 +424,6 @@ async def test_caldav_wrong_password_is_a_clear_failure(db: Database, actor: Act
 
 
 # --- the seed's template, unchanged, as a user's own skill ---------------------------------------------------
-
-SEED_TEMPLATE = '''\
-from skill_sdk import Skill, intent
-
-class CalendarSkill(Skill):
-    @intent("schedule_meeting")
-    def handle_schedule(self, params):
-        start_time = params.get("start")
-        duration = params.get("duration")
-        # call a calendar API to create the meeting
-        return {"status": "confirmed", "meeting_id": "12345"}
-'''
 
 
 async def test_the_seed_template_runs_unchanged(db: Database, actor: Actor, tmp_path: Path) -> None:

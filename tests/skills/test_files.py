@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import stat
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -130,14 +129,6 @@ def words_in(text: str, *words: str) -> bool:
 
 
 # --- fixtures -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'hearth.db'}")
-    await upgrade(database)
-    yield database
-    await database.aclose()
 
 
 @pytest.fixture

@@ -16,17 +16,7 @@ from hearth.runtime import Runtime
 from hearth.testing.modelsim import ModelSimulator, Turn
 from tests.support.hearth import make_settings
 from tests.support.runtime import send
-
-SEED_TEMPLATE = '''
-from skill_sdk import Skill, intent
-
-class CalendarSkill(Skill):
-    @intent("schedule_meeting")
-    def handle_schedule(self, params):
-        start_time = params.get("start")
-        duration = params.get("duration")
-        return {"status": "confirmed", "meeting_id": "12345"}
-'''
+from tests.support.seed import SEED_TEMPLATE
 
 BROKEN = "from skill_sdk import Skill\n\nclass Oops(Skill:\n    pass\n"
 

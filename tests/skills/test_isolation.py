@@ -27,17 +27,7 @@ from hearth.skills.isolation import WorkerExecutor, WorkerUnavailable, private_h
 from hearth.skills.loader import SkillProblemError, WorkerSource
 from hearth.skills.services import ContextFactory
 from hearth.types import Actor, SkillResult
-
-TEMPLATE = '''\
-from skill_sdk import Skill, intent
-
-class CalendarSkill(Skill):
-    @intent("schedule_meeting")
-    def handle_schedule(self, params):
-        start_time = params.get("start")
-        duration = params.get("duration")
-        return {"status": "confirmed", "meeting_id": "12345"}
-'''
+from tests.support.seed import SEED_TEMPLATE
 
 ECHO = '''\
 import asyncio
@@ -246,7 +236,7 @@ async def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
 
 
 async def test_the_seed_template_runs_unchanged(make: Make, executors: list[WorkerExecutor]) -> None:
-    executor = make(TEMPLATE, file="calendar.py")
+    executor = make(SEED_TEMPLATE, file="calendar.py")
     executors.append(executor)
     manifest = await executor.handshake()
     assert manifest.name == "calendar"

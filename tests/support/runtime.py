@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import pytest
 
 from hearth.core.identity import actor_for
 from hearth.runtime import Runtime
+from hearth.store import Database, upgrade
 from hearth.testing.modelsim import ModelSimulator
 from hearth.types import Actor, Envelope, Reply, SkillCall, SkillResult, ToolSpec
 from tests.support.hearth import make_settings
@@ -124,3 +125,12 @@ async def admin(runtime: Runtime) -> Actor:
     user = await runtime.users.get_user_by_name("admin")
     assert user is not None
     return actor_for(user, channel="test")
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated SQLite database in the test's folder (``tests/store`` overrides it to run on PostgreSQL too)."""
+    database = Database(f"sqlite:///{tmp_path / 'hearth.db'}")
+    await upgrade(database)
+    yield database
+    await database.aclose()

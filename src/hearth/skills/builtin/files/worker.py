@@ -177,15 +177,9 @@ class Job:
         prefix = self.workdir / f"page-{index + 1}"
         command = ["pdftoppm", "-r", str(dpi), "-f", str(index + 1), "-l", str(index + 1), "-singlefile",
                    "-gray", "-png", str(self.path), str(prefix)]
-        try:
-            done = subprocess.run(command, capture_output=True, timeout=self.remaining(), check=False)  # noqa: S603
-        except FileNotFoundError:
-            self.ocr_missing = True
-            return ""
-        except subprocess.TimeoutExpired as exc:
-            raise Refused("timeout", "Reading this file took too long.") from exc
+        done = self.ocr_tool(command)
         image = prefix.with_suffix(".png")
-        if done.returncode != 0 or not image.exists():
+        if done is None or done.returncode != 0 or not image.exists():
             return ""
         try:
             return self.tesseract(image)
@@ -252,15 +246,20 @@ class Job:
         normalised.unlink(missing_ok=True)
         return text
 
-    def tesseract(self, image: Path) -> str:
-        command = ["tesseract", str(image), "-", "-l", self.language]
+    def ocr_tool(self, command: list[str]) -> subprocess.CompletedProcess[bytes] | None:
+        """Run pdftoppm or tesseract within what is left of the time; None (and noted) when it is missing."""
         try:
-            done = subprocess.run(command, capture_output=True, timeout=self.remaining(), check=False)  # noqa: S603
+            return subprocess.run(command, capture_output=True, timeout=self.remaining(), check=False)  # noqa: S603
         except FileNotFoundError:
             self.ocr_missing = True
-            return ""
+            return None
         except subprocess.TimeoutExpired as exc:
             raise Refused("timeout", "Reading this file took too long.") from exc
+
+    def tesseract(self, image: Path) -> str:
+        done = self.ocr_tool(["tesseract", str(image), "-", "-l", self.language])
+        if done is None:
+            return ""
         if done.returncode != 0:
             detail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
             if "language" in detail[0].lower() or "traineddata" in detail[0].lower():

@@ -368,7 +368,3 @@ def slot_prompt(spec: IntentSpec, name: str) -> str:
     options = getattr(slot, "options", None)
     hint = f" ({', '.join(options)})" if options else hints.get(slot.kind, "")
     return f"Please tell me {what}{hint}."
-
-
-def names(candidates: Sequence[Candidate]) -> list[str]:
-    return [c.tool for c in candidates]

@@ -347,7 +347,8 @@ _EDGE_WORDS = frozenset({"my", "the", "a", "an", "to", "for", "at", "on", "with"
 
 
 def trim(text: str) -> str:
-    """``text`` without the little words a template can leave at its edges ("standup to" -> "standup")."""
+    """``text`` without the little words around a title ("the standup", "my dentist" -> "standup", "dentist"),
+    as a person or a model names an event; the title search then looks for the words that matter."""
     words = text.split()
     while len(words) > 1 and words[-1].lower() in _EDGE_WORDS:
         words.pop()

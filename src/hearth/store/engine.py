@@ -43,8 +43,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -207,16 +208,12 @@ class Database:
             return fn(conn, *args, **kwargs)
 
         self._check_open()
-        try:
+        with _storage_errors():
             if isinstance(self.engine, AsyncEngine):
                 async with self._async_read.connect() as conn:
                     return await conn.run_sync(call)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._readers, _run_read, self.engine, call)
-        except IntegrityError as exc:
-            raise ConstraintViolation(_describe(exc)) from exc
-        except (SQLAlchemyError, OSError) as exc:
-            raise StorageError(_describe(exc)) from exc
 
     async def write(
         self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
@@ -227,16 +224,12 @@ class Database:
             return fn(conn, *args, **kwargs)
 
         self._check_open()
-        try:
+        with _storage_errors():
             if isinstance(self.engine, AsyncEngine):
                 async with self._async_write.begin() as conn:
                     return await conn.run_sync(call)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._writer, self._run_write, call)
-        except IntegrityError as exc:
-            raise ConstraintViolation(_describe(exc)) from exc
-        except (SQLAlchemyError, OSError) as exc:
-            raise StorageError(_describe(exc)) from exc
 
     async def write_inline(
         self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
@@ -417,6 +410,17 @@ def _log_checkpoint_failure(future: Any) -> None:
 
 def _select_one(conn: Connection) -> None:
     conn.execute(text("SELECT 1"))
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """The driver's errors as hearth's: a broken constraint, or storage that failed."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise ConstraintViolation(_describe(exc)) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise StorageError(_describe(exc)) from exc
 
 
 def _describe(exc: BaseException) -> str:

@@ -89,3 +89,13 @@ def test_the_audit_trail_is_a_file_whatever_the_console_shows(configured: None, 
     assert '"admin.user_created"' in capsys.readouterr().err
     assert [json.loads(x)["event"] for x in trail.read_text(encoding="utf-8").splitlines()] == [
         "identity.paired", "admin.user_created"]
+
+
+def test_an_audit_log_that_cannot_be_written_sends_entries_to_the_console(configured: None, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "data").write_text("a file where the data directory should be")
+    hearth_logging.configure("warning", "console", tmp_path / "data" / "audit.log")
+    AuditLog().on_event(Event("identity.paired", Actor(7, "ann", frozenset({"admin"}), channel="cli"),
+                              {"channel": "telegram", "user": "carol"}))
+    logged = capsys.readouterr().err
+    assert "cannot be written" in logged and "identity.paired" in logged

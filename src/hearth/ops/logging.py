@@ -91,8 +91,13 @@ def configure(level: str = "info", fmt: str = "console", audit_file: Path | None
     audit.setLevel(logging.NOTSET)
     audit.propagate = True
     if audit_file is not None:
-        audit.addHandler(_audit_handler(audit_file, shared))
         audit.setLevel(logging.INFO)
+        try:
+            audit.addHandler(_audit_handler(audit_file, shared))
+        except OSError as exc:  # the command still runs; its audit entries go to the console instead
+            logging.getLogger("hearth").warning("the audit log %s cannot be written (%s): audit entries go to "
+                                                "the console only", audit_file, exc)
+            return
         # on the console only when the console shows INFO (the server); a CLI command's stays quiet
         audit.propagate = root.level <= logging.INFO
 

@@ -3,6 +3,7 @@ slots are asked for; unsure matches are not guessed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -14,7 +15,7 @@ from hearth.skills.invoke import InProcess
 from hearth.skills.loader import manifest_of
 from hearth.skills.registry import LoadedSkill
 from hearth.testing.modelsim import ModelSimulator, Turn
-from hearth.types import Actor, Envelope
+from hearth.types import Actor, Envelope, utcnow
 from tests.support.runtime import send
 
 
@@ -145,15 +146,18 @@ async def test_reminders_arrive_on_the_same_channel(runtime: Runtime, admin: Act
             return True
 
     runtime.messenger.add_deliverer("test", Capture())
+    asked_at = utcnow()  # the admin's zone is UTC
     set_up = await send(runtime, admin, "remind me in 10 minutes to water the plants")
-    assert set_up.text.startswith("OK — I'll remind you today at") and "water the plants" in set_up.text
+    # "today at 14:10", or "on Wed 25 Nov at 00:01" when asked just before midnight (the minute may tick over)
+    due = [asked_at + timedelta(minutes=10, seconds=s) for s in (0, 60)]
+    said = {("today" if d.date() == asked_at.date() else f"on {d:%a %d %b}") + f" at {d:%H:%M}" for d in due}
+    assert set_up.text in {f"OK — I'll remind you {when} to water the plants." for when in said}, set_up.text
     listed = await send(runtime, admin, "what are my reminders", conversation=set_up.conversation)
     assert "water the plants" in listed.text and "#1" in listed.text
     # time passes: make it due, and let the messenger deliver it
     from sqlalchemy import update
 
     from hearth.store.schema import scheduled_messages
-    from hearth.types import utcnow
 
     await runtime.db.write(lambda c: c.execute(update(scheduled_messages).values(due_at=utcnow())))
     assert await runtime.messenger.deliver_due() == 1
